@@ -1,0 +1,69 @@
+// swift-tools-version:6.0
+//
+// clpool — global average / max pooling and the dense layer after them, on OpenCL devices and a
+// native CPU backend, behind one `Backend` protocol.
+
+import PackageDescription
+
+// MARK: - Public API
+
+let products: [Product] = [
+  .library(name: "CLPool", targets: ["CLPool"]),
+  .executable(name: "clpool", targets: ["CLPoolCLI"]),
+]
+
+// MARK: - Implementation details
+
+let systemLibraries: [Target] = [
+  // The ocl-icd loader and the Khronos headers; `shim.h` pins the API to OpenCL 1.2.
+  .systemLibrary(
+    name: "COpenCL",
+    pkgConfig: "OpenCL",
+    providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]
+  ),
+  // CBLAS for the CPU backend's dense layer (OpenBLAS on Linux; Accelerate is used on Apple).
+  .systemLibrary(
+    name: "CBLAS",
+    pkgConfig: "openblas",
+    providers: [.apt(["libopenblas-dev"])]
+  ),
+]
+
+let libraryTargets: [Target] = [
+  .target(
+    name: "CLPool",
+    dependencies: [
+      .target(name: "COpenCL"),
+      .target(name: "CBLAS", condition: .when(platforms: [.linux])),
+    ],
+    // The kernels live at the top level (one source of truth, lint-able as OpenCL C) and are
+    // embedded into the library so an installed `clpool` needs no files beside it.
+    resources: [
+      .embedInCode("../../Kernels/pool.cl"),
+      .embedInCode("../../Kernels/dense.cl"),
+    ]
+  ),
+  .executableTarget(
+    name: "CLPoolCLI",
+    dependencies: [
+      "CLPool",
+      .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ]
+  ),
+]
+
+// MARK: - Tests
+
+let testTargets: [Target] = [
+  .testTarget(name: "CLPoolTests", dependencies: ["CLPool"]),
+  .testTarget(name: "CLPoolCLITests", dependencies: ["CLPool"]),
+]
+
+let package = Package(
+  name: "clpool",
+  products: products,
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+  ],
+  targets: systemLibraries + libraryTargets + testTargets
+)

@@ -1,0 +1,169 @@
+import Foundation
+
+/// Which backend(s) to use: `CLPOOL_BACKEND=auto|cpu|opencl` and `CLPOOL_DEVICE=<index>|<name
+/// substring>`, which the CLI's `--backend` / `--device` override.
+///
+/// `auto` takes the first OpenCL GPU or accelerator whose kernels build; otherwise the CPU
+/// backend, which on a machine whose only OpenCL device is the CPU itself is the faster of the two
+/// (it runs dense through BLAS; see BENCHMARKS.md). If OpenCL is unavailable or its kernels fail
+/// to build, `auto` says why once on stderr and uses the CPU backend; an explicit `opencl`
+/// request throws the reason instead.
+public struct BackendSelection: Equatable, Sendable {
+  public enum Choice: String, CaseIterable, Sendable {
+    case auto, cpu, opencl
+  }
+
+  /// A device named by its index in `OpenCLDevice.all()` or a case-insensitive name substring.
+  public enum DeviceSelector: Equatable, Sendable {
+    case index(Int)
+    case nameContaining(String)
+
+    public init(_ text: String) {
+      if let index = Int(text) { self = .index(index) } else { self = .nameContaining(text) }
+    }
+
+    func matches(_ device: OpenCLDevice) -> Bool {
+      switch self {
+      case .index(let index): return device.index == index
+      case .nameContaining(let text):
+        return device.name.localizedCaseInsensitiveContains(text)
+          || device.platformName.localizedCaseInsensitiveContains(text)
+      }
+    }
+  }
+
+  public var choice: Choice
+  public var device: DeviceSelector?
+
+  public init(choice: Choice = .auto, device: DeviceSelector? = nil) {
+    self.choice = choice
+    self.device = device
+  }
+
+  /// Reads `CLPOOL_BACKEND` and `CLPOOL_DEVICE`; explicit arguments (the CLI's options) win.
+  /// - Throws: `CLPoolError.invalidConfiguration` listing the valid values.
+  public static func resolve(
+    backend: String? = nil, device: String? = nil,
+    environment: [String: String] = ProcessInfo.processInfo.environment
+  ) throws -> BackendSelection {
+    let backendText = backend ?? environment["CLPOOL_BACKEND"] ?? ""
+    let deviceText = device ?? environment["CLPOOL_DEVICE"] ?? ""
+    let source = backend != nil ? "--backend" : "CLPOOL_BACKEND"
+    let choice: Choice
+    if backendText.isEmpty {
+      choice = .auto
+    } else if let parsed = Choice(rawValue: backendText.lowercased()) {
+      choice = parsed
+    } else {
+      throw CLPoolError.invalidConfiguration(
+        "\(source)=\(backendText) is not a backend; valid values: "
+          + Choice.allCases.map(\.rawValue).joined(separator: ", "))
+    }
+    return BackendSelection(choice: choice, device: deviceText.isEmpty ? nil : DeviceSelector(deviceText))
+  }
+
+  /// The one backend to compute with.
+  /// - Parameter note: receives the one-line reason when `auto` falls back to the CPU.
+  public func makeBackend(
+    options: BackendOptions = BackendOptions(), note: (String) -> Void = BackendSelection.noteOnce
+  ) throws -> any Backend {
+    switch choice {
+    case .cpu:
+      return CPUBackend(options: options)
+    case .opencl:
+      let devices = try matchingDevices()
+      return try OpenCLBackend(device: preferred(devices), options: options)
+    case .auto:
+      do {
+        let devices = try matchingDevices()
+        // With a device named, auto uses it; otherwise only a GPU or accelerator beats the CPU.
+        let candidates = device != nil ? devices : devices.filter(\.isAccelerator)
+        for candidate in candidates {
+          do {
+            return try OpenCLBackend(device: candidate, options: options)
+          } catch {
+            note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable, \(Self.firstLine(error)); trying the next")
+          }
+        }
+      } catch {
+        note("clpool: OpenCL unavailable (\(Self.firstLine(error))); using the CPU backend")
+      }
+      return CPUBackend(options: options)
+    }
+  }
+
+  /// Every backend the selection covers, for cross-checking: with `auto`, the CPU backend and a
+  /// backend per OpenCL device (devices that fail are reported through `note` and skipped); with
+  /// `cpu` or `opencl`, only that kind (`opencl` throws when no device can be used).
+  public func makeAllBackends(
+    options: BackendOptions = BackendOptions(), note: (String) -> Void = BackendSelection.noteOnce
+  ) throws -> [any Backend] {
+    var backends: [any Backend] = []
+    if choice != .opencl { backends.append(CPUBackend(options: options)) }
+    if choice == .cpu { return backends }
+    let devices: [OpenCLDevice]
+    do {
+      devices = try matchingDevices()
+    } catch {
+      if choice == .opencl { throw error }
+      note("clpool: OpenCL unavailable (\(Self.firstLine(error))); using the CPU backend only")
+      return backends
+    }
+    for candidate in devices {
+      do {
+        backends.append(try OpenCLBackend(device: candidate, options: options))
+      } catch {
+        if choice == .opencl { throw error }
+        note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable: \(Self.firstLine(error))")
+      }
+    }
+    return backends
+  }
+
+  /// The OpenCL devices the selector admits (all of them without a selector).
+  /// - Throws: the discovery error, or `.unavailable` when the selector matches none.
+  public func matchingDevices() throws -> [OpenCLDevice] {
+    let devices = try OpenCLDevice.all()
+    guard let device else { return devices }
+    let matching = devices.filter(device.matches)
+    guard !matching.isEmpty else {
+      let known = devices.map { "\($0.index): \($0.name)" }.joined(separator: "; ")
+      let wanted: String
+      switch device {
+      case .index(let index): wanted = "index \(index)"
+      case .nameContaining(let text): wanted = "name containing \"\(text)\""
+      }
+      throw CLPoolError.invalidConfiguration(
+        "no OpenCL device with \(wanted); valid devices: \(known.isEmpty ? "none" : known)")
+    }
+    return matching
+  }
+
+  /// GPUs and accelerators first, then the rest, in enumeration order.
+  private func preferred(_ devices: [OpenCLDevice]) -> OpenCLDevice {
+    devices.first(where: \.isAccelerator) ?? devices[0]
+  }
+
+  private static func firstLine(_ error: any Error) -> String {
+    String(describing: error).split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+  }
+
+  /// Writes each distinct note to stderr once per process.
+  public static let noteOnce: @Sendable (String) -> Void = { message in
+    let isNew = reportedNotes.withLock { $0.insert(message).inserted }
+    if isNew { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+  }
+  private static let reportedNotes = LockedValue(Set<String>())
+}
+
+/// A value behind a lock.
+final class LockedValue<Value>: @unchecked Sendable {
+  private var value: Value
+  private let lock = NSLock()
+
+  init(_ value: Value) { self.value = value }
+
+  func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
+    try lock.withLock { try body(&value) }
+  }
+}

@@ -1,0 +1,259 @@
+import COpenCL
+import Foundation
+
+// One small owning class per OpenCL object: the raw handle is released in `deinit`, and every
+// call is checked where it is made. The classes are internal; `OpenCLBackend` serialises their
+// use, which is what makes sharing them across threads safe.
+
+final class CLContext {
+  let raw: cl_context
+
+  init(device: cl_device_id) throws {
+    var status: cl_int = 0
+    var device: cl_device_id? = device
+    let context = clCreateContext(nil, 1, &device, nil, nil, &status)
+    try check(status, "clCreateContext")
+    guard let context else { throw CLPoolError.openCL(OpenCLError(call: "clCreateContext", code: status)) }
+    raw = context
+  }
+
+  deinit { clReleaseContext(raw) }
+}
+
+final class CLQueue {
+  let raw: cl_command_queue
+
+  init(context: CLContext, device: cl_device_id) throws {
+    var status: cl_int = 0
+    // Profiling stays on: `clpool bench` reads kernel-only times from the events.
+    let queue = clCreateCommandQueue(
+      context.raw, device, cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE), &status)
+    try check(status, "clCreateCommandQueue")
+    guard let queue else {
+      throw CLPoolError.openCL(OpenCLError(call: "clCreateCommandQueue", code: status))
+    }
+    raw = queue
+  }
+
+  deinit { clReleaseCommandQueue(raw) }
+
+  /// Enqueues an NDRange; `local == nil` lets the driver choose the work-group size.
+  @discardableResult
+  func launch(_ kernel: CLKernel, global: [Int], local: [Int]? = nil) throws -> CLEvent {
+    var event: cl_event?
+    let globalSizes = global.map { $0 }
+    let status: cl_int
+    if let local {
+      status = clEnqueueNDRangeKernel(
+        raw, kernel.raw, cl_uint(global.count), nil, globalSizes, local, 0, nil, &event)
+    } else {
+      status = clEnqueueNDRangeKernel(
+        raw, kernel.raw, cl_uint(global.count), nil, globalSizes, nil, 0, nil, &event)
+    }
+    try check(status, "clEnqueueNDRangeKernel(\(kernel.name), global \(global), local \(local.map { "\($0)" } ?? "auto"))")
+    return CLEvent(event!)
+  }
+
+  func write(_ buffer: CLBuffer, from source: UnsafeRawBufferPointer) throws {
+    guard source.count > 0 else { return }
+    try check(
+      clEnqueueWriteBuffer(raw, buffer.raw, cl_bool(CL_TRUE), 0, source.count, source.baseAddress, 0, nil, nil),
+      "clEnqueueWriteBuffer(\(source.count) bytes)")
+  }
+
+  func read(_ buffer: CLBuffer, into destination: UnsafeMutableRawBufferPointer) throws {
+    guard destination.count > 0 else { return }
+    try check(
+      clEnqueueReadBuffer(
+        raw, buffer.raw, cl_bool(CL_TRUE), 0, destination.count, destination.baseAddress, 0, nil, nil),
+      "clEnqueueReadBuffer(\(destination.count) bytes)")
+  }
+
+  /// Fills the whole buffer with a repeated pattern (4 or 8 bytes).
+  func fill<Pattern>(_ buffer: CLBuffer, with pattern: Pattern) throws {
+    var value = pattern
+    try check(
+      clEnqueueFillBuffer(
+        raw, buffer.raw, &value, MemoryLayout<Pattern>.size, 0, buffer.bytes, 0, nil, nil),
+      "clEnqueueFillBuffer")
+  }
+
+  func finish() throws { try check(clFinish(raw), "clFinish") }
+}
+
+final class CLBuffer {
+  let raw: cl_mem
+  let bytes: Int
+
+  /// - Parameter copying: host data to copy in at creation (CL_MEM_COPY_HOST_PTR), or nil.
+  init(context: CLContext, bytes: Int, flags: cl_mem_flags, copying host: UnsafeRawPointer? = nil)
+    throws
+  {
+    var status: cl_int = 0
+    var flags = flags
+    if host != nil { flags |= cl_mem_flags(CL_MEM_COPY_HOST_PTR) }
+    let buffer = clCreateBuffer(context.raw, flags, max(bytes, 4), UnsafeMutableRawPointer(mutating: host), &status)
+    try check(status, "clCreateBuffer(\(bytes) bytes)")
+    guard let buffer else { throw CLPoolError.openCL(OpenCLError(call: "clCreateBuffer", code: status)) }
+    raw = buffer
+    self.bytes = max(bytes, 4)
+  }
+
+  deinit { clReleaseMemObject(raw) }
+}
+
+final class CLEvent {
+  let raw: cl_event
+
+  init(_ raw: cl_event) { self.raw = raw }
+
+  deinit { clReleaseEvent(raw) }
+
+  func wait() throws {
+    var event: cl_event? = raw
+    try check(clWaitForEvents(1, &event), "clWaitForEvents")
+  }
+
+  /// Device time between the command's start and end, from the profiling counters.
+  func elapsedSeconds() throws -> Double {
+    func counter(_ name: Int32) throws -> cl_ulong {
+      var value: cl_ulong = 0
+      try check(
+        clGetEventProfilingInfo(raw, cl_profiling_info(name), MemoryLayout<cl_ulong>.size, &value, nil),
+        "clGetEventProfilingInfo")
+      return value
+    }
+    let start = try counter(CL_PROFILING_COMMAND_START)
+    let end = try counter(CL_PROFILING_COMMAND_END)
+    return Double(end &- start) * 1e-9
+  }
+}
+
+final class CLProgram {
+  let raw: cl_program
+
+  private init(_ raw: cl_program) { self.raw = raw }
+
+  deinit { clReleaseProgram(raw) }
+
+  /// Compiles OpenCL C source; a failed build throws with the device's log and the options.
+  static func build(source: String, options: String, context: CLContext, device: cl_device_id)
+    throws -> CLProgram
+  {
+    var status: cl_int = 0
+    let program = source.withCString { text -> cl_program? in
+      var pointer: UnsafePointer<CChar>? = text
+      var length = strlen(text)
+      return clCreateProgramWithSource(context.raw, 1, &pointer, &length, &status)
+    }
+    try check(status, "clCreateProgramWithSource")
+    let owned = CLProgram(program!)
+    try owned.finishBuild(options: options, device: device)
+    return owned
+  }
+
+  /// Recreates a program from the binary `binary(device:)` returned; throws if the driver rejects
+  /// it (the caller then builds from source).
+  static func load(binary: [UInt8], options: String, context: CLContext, device: cl_device_id)
+    throws -> CLProgram
+  {
+    var status: cl_int = 0
+    var binaryStatus: cl_int = 0
+    var device: cl_device_id? = device
+    var length = binary.count
+    let program = binary.withUnsafeBufferPointer { bytes -> cl_program? in
+      var pointer: UnsafePointer<UInt8>? = bytes.baseAddress
+      return clCreateProgramWithBinary(context.raw, 1, &device, &length, &pointer, &binaryStatus, &status)
+    }
+    try check(status, "clCreateProgramWithBinary")
+    try check(binaryStatus, "clCreateProgramWithBinary (binary status)")
+    let owned = CLProgram(program!)
+    try owned.finishBuild(options: options, device: device!)
+    return owned
+  }
+
+  private func finishBuild(options: String, device: cl_device_id) throws {
+    var device: cl_device_id? = device
+    let status = clBuildProgram(raw, 1, &device, options, nil, nil)
+    guard status == CL_SUCCESS else {
+      throw CLPoolError.openCL(
+        OpenCLError(
+          call: "clBuildProgram", code: status, buildLog: buildLog(device: device!),
+          buildOptions: options))
+    }
+  }
+
+  func buildLog(device: cl_device_id) -> String {
+    var size = 0
+    guard clGetProgramBuildInfo(raw, device, cl_program_build_info(CL_PROGRAM_BUILD_LOG), 0, nil, &size)
+      == CL_SUCCESS, size > 0
+    else { return "" }
+    var log = [CChar](repeating: 0, count: size + 1)
+    guard clGetProgramBuildInfo(raw, device, cl_program_build_info(CL_PROGRAM_BUILD_LOG), size, &log, nil)
+      == CL_SUCCESS
+    else { return "" }
+    return String(cString: log)
+  }
+
+  /// The device binary of a program built for exactly one device.
+  func binary() throws -> [UInt8] {
+    var size = 0
+    try check(
+      clGetProgramInfo(raw, cl_program_info(CL_PROGRAM_BINARY_SIZES), MemoryLayout<Int>.size, &size, nil),
+      "clGetProgramInfo(CL_PROGRAM_BINARY_SIZES)")
+    var bytes = [UInt8](repeating: 0, count: size)
+    try bytes.withUnsafeMutableBufferPointer { buffer in
+      var pointer: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
+      try check(
+        clGetProgramInfo(
+          raw, cl_program_info(CL_PROGRAM_BINARIES), MemoryLayout<UnsafeMutablePointer<UInt8>?>.size,
+          &pointer, nil),
+        "clGetProgramInfo(CL_PROGRAM_BINARIES)")
+    }
+    return bytes
+  }
+}
+
+/// A kernel argument, set by value.
+enum KernelArgument {
+  case buffer(CLBuffer?)
+  case uint64(UInt64)
+  case uint32(UInt32)
+  case int32(Int32)
+  case float(Float)
+}
+
+final class CLKernel {
+  let raw: cl_kernel
+  let name: String
+
+  init(program: CLProgram, name: String) throws {
+    var status: cl_int = 0
+    let kernel = clCreateKernel(program.raw, name, &status)
+    try check(status, "clCreateKernel(\(name))")
+    raw = kernel!
+    self.name = name
+  }
+
+  deinit { clReleaseKernel(raw) }
+
+  func setArguments(_ arguments: [KernelArgument]) throws {
+    for (index, argument) in arguments.enumerated() {
+      let status: cl_int
+      switch argument {
+      case .buffer(let buffer):
+        var handle: cl_mem? = buffer?.raw
+        status = clSetKernelArg(raw, cl_uint(index), MemoryLayout<cl_mem?>.size, &handle)
+      case .uint64(var value):
+        status = clSetKernelArg(raw, cl_uint(index), 8, &value)
+      case .uint32(var value):
+        status = clSetKernelArg(raw, cl_uint(index), 4, &value)
+      case .int32(var value):
+        status = clSetKernelArg(raw, cl_uint(index), 4, &value)
+      case .float(var value):
+        status = clSetKernelArg(raw, cl_uint(index), 4, &value)
+      }
+      try check(status, "clSetKernelArg(\(name), \(index))")
+    }
+  }
+}

@@ -1,0 +1,285 @@
+import COpenCL
+import Foundation
+
+/// A backend computing on one OpenCL device: its own context and in-order queue, programs from
+/// the `ProgramCache`, kernels chosen per device type and shape.
+///
+/// Thread safety: calls are serialised on an internal lock (they share the queue and the
+/// programs; kernels, whose arguments are state, are created per call), so one backend may be
+/// shared by many threads.
+public final class OpenCLBackend: Backend, @unchecked Sendable {
+  /// Which pooling kernels to use for channels-first input.
+  public enum PoolVariant: String, CaseIterable, Sendable {
+    /// Work-group trees on GPUs and accelerators, per-work-item loops on CPU devices.
+    case automatic = "auto"
+    /// One work-item per plane chunk: no barriers (what CPU drivers want).
+    case workItem = "item"
+    /// One work-group per plane chunk with a local-memory tree (what GPUs want).
+    case workGroup = "group"
+  }
+
+  public let kind = BackendKind.opencl
+  public let device: OpenCLDevice
+  public var deviceName: String { device.description }
+  /// The variant actually used for channels-first pooling (`.automatic` resolved).
+  public let poolVariant: PoolVariant
+
+  private let options: BackendOptions
+  private let context: CLContext
+  private let queue: CLQueue
+  private let poolProgram: CLProgram
+  private let denseProgram: CLProgram
+  private let workGroupSize: Int
+  private let lock = NSLock()
+
+  /// Tile sizes compiled into dense.cl; the launch geometry below depends on them.
+  private static let denseRows = 4
+  private static let denseColumns = 2
+
+  /// - Parameters:
+  ///   - buildOptions: extra options for the OpenCL compiler, appended to clpool's own (default:
+  ///     `CLPOOL_BUILD_OPTIONS`, e.g. `-DBLOCK=512`).
+  /// - Throws: `CLPoolError.openCL` if the context or queue cannot be created or a program fails
+  ///   to build (the error carries the build log).
+  public init(
+    device: OpenCLDevice, options: BackendOptions = BackendOptions(),
+    poolVariant: PoolVariant = .automatic,
+    buildOptions: String = ProcessInfo.processInfo.environment["CLPOOL_BUILD_OPTIONS"] ?? "",
+    cache: ProgramCache = .shared
+  ) throws {
+    self.device = device
+    self.options = options
+    context = try CLContext(device: device.handles.device)
+    queue = try CLQueue(context: context, device: device.handles.device)
+    var groupSize = 1
+    while groupSize * 2 <= min(256, device.maxWorkGroupSize) { groupSize *= 2 }
+    let common = "-cl-std=CL1.2 \(buildOptions)"
+    poolProgram = try cache.program(
+      source: KernelSource.pool, options: "-DWG_SIZE=\(groupSize) \(common)", device: device,
+      context: context)
+    denseProgram = try cache.program(
+      source: KernelSource.dense,
+      options: "-DROWS=\(Self.denseRows) -DCOLS=\(Self.denseColumns) \(common)", device: device,
+      context: context)
+    // A GPU whose registers cannot hold WG_SIZE work-items of the tree kernel falls back to loops.
+    let treeKernel = try CLKernel(program: poolProgram, name: "gmp_rows_wg")
+    var treeLimit = 0
+    try check(
+      clGetKernelWorkGroupInfo(
+        treeKernel.raw, device.handles.device, cl_kernel_work_group_info(CL_KERNEL_WORK_GROUP_SIZE),
+        MemoryLayout<Int>.size, &treeLimit, nil),
+      "clGetKernelWorkGroupInfo(gmp_rows_wg)")
+    workGroupSize = groupSize
+    let wanted = poolVariant == .automatic ? (device.isAccelerator ? .workGroup : .workItem) : poolVariant
+    self.poolVariant = wanted == .workGroup && treeLimit < groupSize ? .workItem : wanted
+  }
+
+  // MARK: Pooling
+
+  /// How a pooling call is launched: which kernel, and how planes are chunked.
+  struct PoolPlan {
+    enum Kernel { case rows, rowsWorkGroup, channelsLast }
+    let kernel: Kernel
+    let chunking: Chunking
+  }
+
+  func plan(_ geometry: PoolGeometry) -> PoolPlan {
+    let units = max(1, device.computeUnits)
+    let spatial = geometry.spatialSize
+    switch (geometry.layout, poolVariant) {
+    case (.channelsLast, _):
+      let items = geometry.batch * ((geometry.channels + 7) / 8)
+      let target = units * (device.isAccelerator ? 2048 : 64)
+      return PoolPlan(
+        kernel: .channelsLast,
+        chunking: Chunking(
+          length: spatial, maximumChunks: (target + items - 1) / max(items, 1),
+          minimumChunkLength: device.isAccelerator ? 256 : 1024, granule: 1))
+    case (.channelsFirst, .workGroup):
+      let target = units * 8
+      return PoolPlan(
+        kernel: .rowsWorkGroup,
+        chunking: Chunking(
+          length: spatial, maximumChunks: (target + geometry.planes - 1) / max(geometry.planes, 1),
+          minimumChunkLength: workGroupSize * 16, granule: workGroupSize))
+    case (.channelsFirst, _):
+      let target = units * 16
+      return PoolPlan(
+        kernel: .rows,
+        chunking: Chunking(
+          length: spatial, maximumChunks: (target + geometry.planes - 1) / max(geometry.planes, 1),
+          minimumChunkLength: 8192, granule: 256))
+    }
+  }
+
+  public func globalAveragePool(_ input: Tensor, layout: Layout, keepDims: Bool) throws -> Tensor {
+    let geometry = try PoolGeometry(shape: input.shape, layout: layout)
+    let result = try pool(input, geometry, average: true, returnIndices: false)
+    return try Tensor(shape: geometry.outputShape(keepDims: keepDims), scalars: result.values)
+  }
+
+  public func globalMaxPool(
+    _ input: Tensor, layout: Layout, keepDims: Bool, returnIndices: Bool
+  ) throws -> MaxPoolResult {
+    let geometry = try PoolGeometry(shape: input.shape, layout: layout)
+    let result = try pool(input, geometry, average: false, returnIndices: returnIndices)
+    return MaxPoolResult(
+      values: try Tensor(shape: geometry.outputShape(keepDims: keepDims), scalars: result.values),
+      indices: returnIndices ? result.indices : nil)
+  }
+
+  private func pool(_ input: Tensor, _ geometry: PoolGeometry, average: Bool, returnIndices: Bool)
+    throws -> (values: [Float], indices: [Int64])
+  {
+    let planes = geometry.planes
+    var values = [Float](repeating: 0, count: planes)
+    var indices = [Int64](repeating: 0, count: returnIndices ? planes : 0)
+    guard planes > 0 else { return (values, indices) }
+    try checkAllocation(input.count * 4, what: "pooling input \(Tensor.describe(input.shape))")
+    let plan = plan(geometry)
+    let chunks = plan.chunking.chunks
+    try lock.withLock {
+      let x = try input.scalars.withUnsafeBytes {
+        try CLBuffer(context: context, bytes: $0.count, flags: cl_mem_flags(CL_MEM_READ_ONLY), copying: $0.baseAddress)
+      }
+      let output = try outputBuffer(floats: planes)
+      let outputIndices = returnIndices ? try indexBuffer(count: planes) : nil
+      // With one chunk, pass 1 writes the final values; otherwise partials, folded by pass 2.
+      let partial = chunks == 1 ? output : try CLBuffer(context: context, bytes: planes * chunks * 4, flags: cl_mem_flags(CL_MEM_READ_WRITE))
+      let partialIndices = chunks == 1 ? outputIndices : (average ? nil : try CLBuffer(context: context, bytes: planes * chunks * 8, flags: cl_mem_flags(CL_MEM_READ_WRITE)))
+      let divisor: Float = chunks == 1 ? Float(geometry.spatialSize) : 1
+      let kernelName: String
+      var arguments: [KernelArgument] = [.buffer(x), .buffer(partial)]
+      if !average { arguments.append(.buffer(partialIndices)) }
+      let global: [Int]
+      var local: [Int]? = nil
+      switch plan.kernel {
+      case .rows, .rowsWorkGroup:
+        arguments += [
+          .uint64(UInt64(planes)), .uint64(UInt64(geometry.spatialSize)),
+          .uint64(UInt64(plan.chunking.chunkLength)), .uint32(UInt32(chunks)),
+        ]
+        if plan.kernel == .rows {
+          kernelName = average ? "gap_rows" : "gmp_rows"
+          global = [Self.roundUp(planes * chunks, 64)]
+        } else {
+          kernelName = average ? "gap_rows_wg" : "gmp_rows_wg"
+          global = [planes * chunks * workGroupSize]
+          local = [workGroupSize]
+        }
+      case .channelsLast:
+        kernelName = average ? "gap_channels_last" : "gmp_channels_last"
+        arguments += [
+          .uint64(UInt64(geometry.batch)), .uint64(UInt64(geometry.channels)),
+          .uint64(UInt64(geometry.spatialSize)), .uint64(UInt64(plan.chunking.chunkLength)),
+          .uint32(UInt32(chunks)),
+        ]
+        global = [Self.roundUp((geometry.channels + 7) / 8, 8), geometry.batch * chunks]
+      }
+      if average { arguments.append(.float(divisor)) }
+      let kernel = try CLKernel(program: poolProgram, name: kernelName)
+      try kernel.setArguments(arguments)
+      try queue.launch(kernel, global: global, local: local)
+      if chunks > 1 {
+        let combine = try CLKernel(program: poolProgram, name: average ? "gap_combine" : "gmp_combine")
+        if average {
+          try combine.setArguments([
+            .buffer(partial), .buffer(output), .uint64(UInt64(planes)), .uint32(UInt32(chunks)),
+            .float(Float(geometry.spatialSize)),
+          ])
+        } else {
+          try combine.setArguments([
+            .buffer(partial), .buffer(partialIndices), .buffer(output), .buffer(outputIndices),
+            .uint64(UInt64(planes)), .uint32(UInt32(chunks)),
+          ])
+        }
+        try queue.launch(combine, global: [Self.roundUp(planes, 64)])
+      }
+      try values.withUnsafeMutableBytes { try queue.read(output, into: $0) }
+      if let outputIndices {
+        try indices.withUnsafeMutableBytes { try queue.read(outputIndices, into: $0) }
+      }
+    }
+    return (values, indices)
+  }
+
+  // MARK: Dense
+
+  public func dense(
+    _ input: Tensor, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
+    activation: Activation
+  ) throws -> Tensor {
+    let geometry = try DenseGeometry(
+      input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
+    let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
+    var output = [Float](repeating: 0, count: n * m)
+    guard n > 0, m > 0 else { return try Tensor(shape: geometry.outputShape, scalars: output) }
+    guard n <= UInt32.max, k <= UInt32.max, m <= UInt32.max else {
+      throw CLPoolError.sizeLimit("dense \(n)x\(k)x\(m) exceeds the kernels' limit of \(UInt32.max) per dimension")
+    }
+    try checkAllocation(input.count * 4, what: "dense input \(Tensor.describe(input.shape))")
+    try checkAllocation(weight.count * 4, what: "dense weight \(Tensor.describe(weight.shape))")
+    try checkAllocation(n * m * 4, what: "dense output \(n)x\(m)")
+    try lock.withLock {
+      let x = try upload(input.scalars)
+      let w = try upload(weight.scalars)
+      let b = try bias.map { try upload($0.scalars) }
+      let y = try outputBuffer(floats: n * m)
+      let elementwise: Int32 = activation == .relu ? 1 : activation == .sigmoid ? 2 : 0
+      let kernel: CLKernel
+      let global: [Int]
+      if weightLayout == .inOut {
+        kernel = try CLKernel(program: denseProgram, name: "dense_in_out")
+        global = [(m + 7) / 8, (n + Self.denseRows - 1) / Self.denseRows]
+      } else {
+        kernel = try CLKernel(program: denseProgram, name: "dense_out_in")
+        global = [(m + Self.denseColumns - 1) / Self.denseColumns, (n + Self.denseRows - 1) / Self.denseRows]
+      }
+      try kernel.setArguments([
+        .buffer(x), .buffer(w), .buffer(b), .buffer(y), .uint32(UInt32(n)), .uint32(UInt32(k)),
+        .uint32(UInt32(m)), .int32(b == nil ? 0 : 1), .int32(elementwise),
+      ])
+      try queue.launch(kernel, global: global)
+      if activation == .softmax {
+        let softmax = try CLKernel(program: denseProgram, name: "softmax_rows")
+        try softmax.setArguments([.buffer(y), .uint32(UInt32(n)), .uint32(UInt32(m))])
+        try queue.launch(softmax, global: [Self.roundUp(n, 8)])
+      }
+      try output.withUnsafeMutableBytes { try queue.read(y, into: $0) }
+    }
+    return try Tensor(shape: geometry.outputShape, scalars: output)
+  }
+
+  // MARK: Buffers
+
+  private func upload(_ values: [Float]) throws -> CLBuffer {
+    try values.withUnsafeBytes {
+      try CLBuffer(context: context, bytes: $0.count, flags: cl_mem_flags(CL_MEM_READ_ONLY), copying: $0.baseAddress)
+    }
+  }
+
+  private func outputBuffer(floats count: Int) throws -> CLBuffer {
+    let buffer = try CLBuffer(context: context, bytes: count * 4, flags: cl_mem_flags(CL_MEM_READ_WRITE))
+    if options.poisonOutputs { try queue.fill(buffer, with: BackendOptions.poison) }
+    return buffer
+  }
+
+  private func indexBuffer(count: Int) throws -> CLBuffer {
+    let buffer = try CLBuffer(context: context, bytes: count * 8, flags: cl_mem_flags(CL_MEM_READ_WRITE))
+    if options.poisonOutputs { try queue.fill(buffer, with: BackendOptions.poisonIndex) }
+    return buffer
+  }
+
+  /// Refuses a buffer larger than one device allocation may be, naming the limit.
+  private func checkAllocation(_ bytes: Int, what: String) throws {
+    guard UInt64(bytes) <= device.maxAllocationBytes else {
+      throw CLPoolError.sizeLimit(
+        "\(what) needs \(bytes) bytes, more than one allocation on \(device.name) may hold "
+          + "(CL_DEVICE_MAX_MEM_ALLOC_SIZE = \(device.maxAllocationBytes) bytes)")
+    }
+  }
+
+  private static func roundUp(_ value: Int, _ multiple: Int) -> Int {
+    (value + multiple - 1) / multiple * multiple
+  }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import CLPool
+import Foundation
+
+/// `clpool`: the classifier-head operations on the command line. No compute logic lives here;
+/// every subcommand parses, calls the library, and reports.
+@main
+struct CLPoolCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "clpool",
+    abstract: "Global average/max pooling and dense layers on OpenCL devices and the CPU.",
+    subcommands: [SelfTestCommand.self, DevicesCommand.self])
+
+  /// Exit status per SPEC.md: 0 success, 1 a check or the device failed, 2 bad usage or input;
+  /// always one line on stderr, never a stack trace.
+  static func main() {
+    do {
+      var command = try parseAsRoot()
+      try command.run()
+    } catch let error as CLPoolError {
+      fail(error.description, status: error.isUsageError ? 2 : 1)
+    } catch let exit as ExitCode {
+      Foundation.exit(exit.rawValue)
+    } catch {
+      if exitCode(for: error) == .success {  // --help, --version
+        print(fullMessage(for: error))
+        Foundation.exit(0)
+      }
+      let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+      fail(message + " (see 'clpool --help')", status: 2)
+    }
+  }
+
+  static func fail(_ message: String, status: Int32) -> Never {
+    let firstLine = message.split(separator: "\n", omittingEmptySubsequences: false).first ?? ""
+    let rest = message.dropFirst(firstLine.count)
+    // A build log is the one multi-line payload worth keeping; it follows the one-line error.
+    FileHandle.standardError.write(Data(("clpool: " + firstLine + "\n" + rest + (rest.isEmpty ? "" : "\n")).utf8))
+    Foundation.exit(status)
+  }
+}
+
+/// `--backend` / `--device`, shared by every subcommand that computes.
+struct BackendOptionGroup: ParsableArguments {
+  @Option(help: "auto, cpu or opencl (default: $CLPOOL_BACKEND, else auto).")
+  var backend: String?
+
+  @Option(help: "OpenCL device index or name substring (default: $CLPOOL_DEVICE).")
+  var device: String?
+
+  func selection() throws -> BackendSelection {
+    try BackendSelection.resolve(backend: backend, device: device)
+  }
+}
+
+/// Writes one JSON document to stdout.
+func printJSON<Value: Encodable>(_ value: Value) throws {
+  let encoder = JSONEncoder()
+  encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+  encoder.nonConformingFloatEncodingStrategy = .convertToString(
+    positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+  print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

@@ -1,0 +1,138 @@
+import ArgumentParser
+import CLPool
+import Foundation
+
+struct SelfTestCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "selftest",
+    abstract: "Cross-check every operation on every backend against a float64 reference.",
+    discussion: """
+      Runs the standard grid (spatial 1x1 to >= 2^20 elements per plane, ranks 3-5, both layouts,
+      ties/NaN/Inf for max, dense with every activation, the ResNet-50 head) on the CPU backend and
+      every OpenCL device, with output buffers poisoned first. Exit 0 only if every case passes.
+      """)
+
+  @OptionGroup var backendOptions: BackendOptionGroup
+
+  @Flag(help: "Print one JSON document instead of the table.")
+  var json = false
+
+  @Option(help: "Seed for the random data (default: a fresh one, printed in the summary).")
+  var seed: UInt64?
+
+  @Option(help: "Run only cases whose description contains this text (e.g. 'max nhwc').")
+  var filter: String?
+
+  func run() throws {
+    let selection = try backendOptions.selection()
+    let backends = try selection.makeAllBackends(options: BackendOptions(poisonOutputs: true))
+    let seed = self.seed ?? UInt64.random(in: 0...UInt64.max)
+    let cases = SelfTestCase.standard.filter { filter == nil || $0.description.contains(filter!) }
+    let table = ResultTable(json: json)
+    table.header(backends: backends, seed: seed)
+    let start = Date()
+    var results: [SelfTestResult] = []
+    for testCase in cases {
+      let prepared = try PreparedSelfTest(testCase, seed: seed)
+      for backend in backends {
+        let result = prepared.run(on: backend)
+        results.append(result)
+        table.row(result)
+      }
+    }
+    let failed = results.filter { !$0.passed }.count
+    table.summary(results, backends: backends, seed: seed, seconds: Date().timeIntervalSince(start))
+    if failed > 0 { throw ExitCode(1) }
+  }
+}
+
+/// The selftest's human table or JSON document.
+private struct ResultTable {
+  let json: Bool
+
+  private func pad(_ text: String, _ width: Int) -> String {
+    text.count >= width ? String(text.prefix(width)) : text + String(repeating: " ", count: width - text.count)
+  }
+
+  private func formatError(_ value: Double) -> String {
+    value.isFinite ? String(format: "%.2e", value) : "inf"
+  }
+
+  func header(backends: [any Backend], seed: UInt64) {
+    guard !json else { return }
+    print("clpool selftest: \(SelfTestCase.standard.count) cases x \(backends.count) backends, seed \(seed)")
+    for backend in backends { print("  backend \(backend.label)") }
+    print(
+      pad("BACKEND", 7) + "  " + pad("DEVICE", 24) + "  " + pad("OP", 26) + "  " + pad("SHAPE", 18) + "  "
+        + pad("MAX ERR", 9) + "  " + pad("TOL", 9) + "  " + pad("TIME", 9) + "  RESULT")
+  }
+
+  func row(_ result: SelfTestResult) {
+    guard !json else { return }
+    let (kind, device) = splitLabel(result.backend)
+    let line =
+      pad(kind, 7) + "  " + pad(device, 24) + "  " + pad(result.testCase.label, 26) + "  "
+      + pad(Tensor.describe(result.testCase.shape), 18) + "  " + pad(formatError(result.outcome.maxError), 9)
+      + "  " + pad(formatError(result.outcome.tolerance), 9) + "  "
+      + pad(String(format: "%.4f s", result.seconds), 9) + "  " + (result.passed ? "PASS" : "FAIL")
+    print(line)
+    if let mismatch = result.outcome.mismatch { print("    \(mismatch)") }
+    fflush(nil)  // rows appear as cases finish, also through a pipe
+  }
+
+  func summary(_ results: [SelfTestResult], backends: [any Backend], seed: UInt64, seconds: Double) {
+    let failed = results.filter { !$0.passed }.count
+    if json {
+      try? printJSON(SelfTestReport(results: results, backends: backends, seed: seed, seconds: seconds))
+      return
+    }
+    print("")
+    for backend in backends {
+      let mine = results.filter { $0.backend == backend.label }
+      let slowest = mine.max { $0.seconds < $1.seconds }
+      let slowestText = slowest.map { String(format: "slowest %@ %@ %.3f s", $0.testCase.label, Tensor.describe($0.testCase.shape), $0.seconds) } ?? ""
+      print("  \(backend.label): \(mine.filter(\.passed).count)/\(mine.count) passed, \(slowestText)")
+    }
+    print(String(format: "seed %llu, %.1f s", seed, seconds))
+    print("selftest: \(results.count - failed) passed, \(failed) failed")
+  }
+
+  private func splitLabel(_ label: String) -> (String, String) {
+    guard let colon = label.firstIndex(of: ":") else { return (label, "") }
+    return (String(label[..<colon]), label[label.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+  }
+}
+
+private struct SelfTestReport: Encodable {
+  struct Row: Encodable {
+    let backend: String
+    let operation: String
+    let variant: String
+    let shape: [Int]
+    let maxError: Double
+    let tolerance: Double
+    let seconds: Double
+    let passed: Bool
+    let mismatch: String?
+  }
+  let seed: UInt64
+  let seconds: Double
+  let backends: [String]
+  let passed: Int
+  let failed: Int
+  let results: [Row]
+
+  init(results: [SelfTestResult], backends: [any Backend], seed: UInt64, seconds: Double) {
+    self.seed = seed
+    self.seconds = seconds
+    self.backends = backends.map(\.label)
+    passed = results.filter(\.passed).count
+    failed = results.count - passed
+    self.results = results.map {
+      Row(
+        backend: $0.backend, operation: $0.testCase.operationName, variant: $0.testCase.variant,
+        shape: $0.testCase.shape, maxError: $0.outcome.maxError, tolerance: $0.outcome.tolerance,
+        seconds: $0.seconds, passed: $0.passed, mismatch: $0.outcome.mismatch)
+    }
+  }
+}

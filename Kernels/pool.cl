@@ -173,6 +173,7 @@ __kernel void gap_rows_wg(__global const float *x, __global float *out, ulong ro
   __local float partial[WG_SIZE];
   ulong group = get_group_id(0);
   uint lid = get_local_id(0);
+  if (group >= rows * chunks) return; /* whole work-group: no barrier is skipped by part of it */
   ulong row = group / chunks, chunk = group % chunks;
   ulong begin = chunk * chunk_len;
   ulong len = min(chunk_len, row_len - begin);
@@ -195,6 +196,7 @@ __kernel void gmp_rows_wg(__global const float *x, __global float *out, __global
   __local long best_index[WG_SIZE];
   ulong group = get_group_id(0);
   uint lid = get_local_id(0);
+  if (group >= rows * chunks) return; /* whole work-group: no barrier is skipped by part of it */
   ulong row = group / chunks, chunk = group % chunks;
   ulong begin = chunk * chunk_len;
   ulong len = min(chunk_len, row_len - begin);

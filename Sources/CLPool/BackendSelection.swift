@@ -1,7 +1,8 @@
 import Foundation
 
 /// Which backend(s) to use: `CLPOOL_BACKEND=auto|cpu|opencl` and `CLPOOL_DEVICE=<index>|<name
-/// substring>`, which the CLI's `--backend` / `--device` override.
+/// substring>`, which the CLI's `--backend` / `--device` override; for OpenCL backends also
+/// `CLPOOL_BUILD_OPTIONS` (extra compiler options) and `CLPOOL_POOL_VARIANT=auto|item|group`.
 ///
 /// `auto` takes the first OpenCL GPU or accelerator whose kernels build; otherwise the CPU
 /// backend, which on a machine whose only OpenCL device is the CPU itself is the faster of the two
@@ -34,13 +35,21 @@ public struct BackendSelection: Equatable, Sendable {
 
   public var choice: Choice
   public var device: DeviceSelector?
+  /// Appended to clpool's own OpenCL compiler options.
+  public var buildOptions: String
+  public var poolVariant: OpenCLBackend.PoolVariant
 
-  public init(choice: Choice = .auto, device: DeviceSelector? = nil) {
+  public init(
+    choice: Choice = .auto, device: DeviceSelector? = nil, buildOptions: String = "",
+    poolVariant: OpenCLBackend.PoolVariant = .automatic
+  ) {
     self.choice = choice
     self.device = device
+    self.buildOptions = buildOptions
+    self.poolVariant = poolVariant
   }
 
-  /// Reads `CLPOOL_BACKEND` and `CLPOOL_DEVICE`; explicit arguments (the CLI's options) win.
+  /// Reads the `CLPOOL_*` variables; explicit arguments (the CLI's options) win.
   /// - Throws: `CLPoolError.invalidConfiguration` listing the valid values.
   public static func resolve(
     backend: String? = nil, device: String? = nil,
@@ -59,7 +68,19 @@ public struct BackendSelection: Equatable, Sendable {
         "\(source)=\(backendText) is not a backend; valid values: "
           + Choice.allCases.map(\.rawValue).joined(separator: ", "))
     }
-    return BackendSelection(choice: choice, device: deviceText.isEmpty ? nil : DeviceSelector(deviceText))
+    let variantText = environment["CLPOOL_POOL_VARIANT"] ?? ""
+    guard let variant = variantText.isEmpty ? .automatic : OpenCLBackend.PoolVariant(rawValue: variantText) else {
+      throw CLPoolError.invalidConfiguration(
+        "CLPOOL_POOL_VARIANT=\(variantText) is not a pooling variant; valid values: "
+          + OpenCLBackend.PoolVariant.allCases.map(\.rawValue).joined(separator: ", "))
+    }
+    return BackendSelection(
+      choice: choice, device: deviceText.isEmpty ? nil : DeviceSelector(deviceText),
+      buildOptions: environment["CLPOOL_BUILD_OPTIONS"] ?? "", poolVariant: variant)
+  }
+
+  private func openCLBackend(_ device: OpenCLDevice, _ options: BackendOptions) throws -> OpenCLBackend {
+    try OpenCLBackend(device: device, options: options, poolVariant: poolVariant, buildOptions: buildOptions)
   }
 
   /// The one backend to compute with.
@@ -72,7 +93,7 @@ public struct BackendSelection: Equatable, Sendable {
       return CPUBackend(options: options)
     case .opencl:
       let devices = try matchingDevices()
-      return try OpenCLBackend(device: preferred(devices), options: options)
+      return try openCLBackend(preferred(devices), options)
     case .auto:
       do {
         let devices = try matchingDevices()
@@ -80,7 +101,7 @@ public struct BackendSelection: Equatable, Sendable {
         let candidates = device != nil ? devices : devices.filter(\.isAccelerator)
         for candidate in candidates {
           do {
-            return try OpenCLBackend(device: candidate, options: options)
+            return try openCLBackend(candidate, options)
           } catch {
             note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable, \(Self.firstLine(error)); trying the next")
           }
@@ -111,7 +132,7 @@ public struct BackendSelection: Equatable, Sendable {
     }
     for candidate in devices {
       do {
-        backends.append(try OpenCLBackend(device: candidate, options: options))
+        backends.append(try openCLBackend(candidate, options))
       } catch {
         if choice == .opencl { throw error }
         note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable: \(Self.firstLine(error))")

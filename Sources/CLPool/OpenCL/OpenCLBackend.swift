@@ -37,14 +37,14 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private static let denseColumns = 2
 
   /// - Parameters:
-  ///   - buildOptions: extra options for the OpenCL compiler, appended to clpool's own (default:
-  ///     `CLPOOL_BUILD_OPTIONS`, e.g. `-DBLOCK=512`).
+  ///   - buildOptions: extra options for the OpenCL compiler, appended to clpool's own (e.g.
+  ///     `-DBLOCK=512`; `BackendSelection` passes `CLPOOL_BUILD_OPTIONS`).
   /// - Throws: `CLPoolError.openCL` if the context or queue cannot be created or a program fails
   ///   to build (the error carries the build log).
   public init(
     device: OpenCLDevice, options: BackendOptions = BackendOptions(),
     poolVariant: PoolVariant = .automatic,
-    buildOptions: String = ProcessInfo.processInfo.environment["CLPOOL_BUILD_OPTIONS"] ?? "",
+    buildOptions: String = "",
     cache: ProgramCache = .shared
   ) throws {
     self.device = device

@@ -14,6 +14,12 @@ public final class ProgramCache: @unchecked Sendable {
     public var sourceBuilds = 0
     public var memoryHits = 0
     public var diskHits = 0
+
+    public init(sourceBuilds: Int = 0, memoryHits: Int = 0, diskHits: Int = 0) {
+      self.sourceBuilds = sourceBuilds
+      self.memoryHits = memoryHits
+      self.diskHits = diskHits
+    }
   }
 
   /// The process-wide cache the backends use unless given another.

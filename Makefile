@@ -1,0 +1,26 @@
+# The two commands the README gives; each installs what is missing first.
+#   make selftest   build clpool and cross-check every operation on every backend
+#   make test       lint the kernels and run the test suite
+
+SWIFT_BUILD_FLAGS ?= -c release
+
+.PHONY: setup build selftest lint test clean
+
+setup:
+	@scripts/setup
+
+build: setup
+	swift build $(SWIFT_BUILD_FLAGS)
+
+selftest: build
+	.build/release/clpool selftest
+
+lint: setup
+	scripts/lint-kernels
+
+test: lint
+	swift build $(SWIFT_BUILD_FLAGS) --product clpool
+	swift test $(SWIFT_BUILD_FLAGS)
+
+clean:
+	rm -rf .build

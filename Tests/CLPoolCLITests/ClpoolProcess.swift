@@ -1,0 +1,49 @@
+import Foundation
+
+/// Runs the built `clpool` binary, as a user would, and captures what it printed.
+struct ClpoolRun {
+  let status: Int32
+  let stdout: String
+  let stderr: String
+
+  /// The `clpool` executable next to the test bundle (`swift build` puts both in one folder).
+  static let executable: URL = {
+    var directory = Bundle.main.bundleURL
+    if directory.pathExtension == "xctest" { directory.deleteLastPathComponent() }
+    return directory.appendingPathComponent("clpool")
+  }()
+
+  /// Output goes to files rather than pipes, so a large output can never block the child.
+  static func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> ClpoolRun {
+    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+      throw CLIError("clpool is not built at \(executable.path); run 'swift build --product clpool' first")
+    }
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("clpool-cli-\(UUID())")
+    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let outURL = scratch.appendingPathComponent("stdout"), errURL = scratch.appendingPathComponent("stderr")
+    FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    for (key, value) in extra { environment[key] = value }
+    process.environment = environment
+    process.standardOutput = try FileHandle(forWritingTo: outURL)
+    process.standardError = try FileHandle(forWritingTo: errURL)
+    try process.run()
+    process.waitUntilExit()
+    return ClpoolRun(
+      status: process.terminationStatus,
+      stdout: try String(contentsOf: outURL, encoding: .utf8),
+      stderr: try String(contentsOf: errURL, encoding: .utf8))
+  }
+
+  var stderrLines: [Substring] { stderr.split(separator: "\n") }
+}
+
+struct CLIError: Error, CustomStringConvertible {
+  let description: String
+  init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+
+/// `clpool selftest` and `clpool devices` driven as a user runs them: exit codes, one-line
+/// errors, backend selection through options and environment.
+@Suite struct SelfTestCommandTests {
+  static let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
+
+  private func json(_ text: String) throws -> [String: Any] {
+    try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+  }
+
+  @Test func cpuSelftestPassesEveryCase() throws {
+    let run = try ClpoolRun.run(["selftest", "--json"], environment: ["CLPOOL_BACKEND": "cpu"])
+    #expect(run.status == 0, "\(run.stderr)")
+    let report = try json(run.stdout)
+    #expect((report["backends"] as? [String])?.count == 1)
+    #expect((report["backends"] as? [String])?.first?.hasPrefix("cpu:") == true)
+    #expect(report["failed"] as? Int == 0)
+    #expect((report["passed"] as? Int ?? 0) >= 70)
+  }
+
+  @Test func openCLSelftestRunsOnlyOpenCL() throws {
+    let run = try ClpoolRun.run(["selftest", "--filter", "nchw"], environment: ["CLPOOL_BACKEND": "opencl"])
+    guard run.status == 0 || Self.isCI else {
+      print("note: OpenCL selftest skipped: \(run.stderr)")
+      return
+    }
+    #expect(run.status == 0, "\(run.stderr)")
+    let rows = run.stdout.split(separator: "\n").filter { $0.hasSuffix("PASS") || $0.hasSuffix("FAIL") }
+    #expect(!rows.isEmpty)
+    #expect(rows.allSatisfy { $0.hasPrefix("opencl") })
+    #expect(run.stdout.contains("failed") && run.stdout.contains(" 0 failed"))
+  }
+
+  /// With no OpenCL platform, auto notes why once and still passes on the CPU; an explicit
+  /// OpenCL request exits 1 naming the error.
+  @Test func noPlatformFallsBackOrFailsWithTheSymbolicName() throws {
+    let noPlatform = ["OCL_ICD_VENDORS": "/nonexistent", "CLPOOL_BACKEND": "auto"]
+    let auto = try ClpoolRun.run(["selftest", "--filter", "1x1x1"], environment: noPlatform)
+    #expect(auto.status == 0, "\(auto.stderr)")
+    #expect(auto.stderrLines.count == 1 && auto.stderr.contains("CL_PLATFORM_NOT_FOUND_KHR"), "\(auto.stderr)")
+    #expect(!auto.stdout.contains("\nopencl"))
+    let explicit = try ClpoolRun.run(["selftest", "--backend", "opencl"], environment: noPlatform)
+    #expect(explicit.status == 1)
+    #expect(explicit.stderrLines.count == 1 && explicit.stderr.contains("CL_PLATFORM_NOT_FOUND_KHR"), "\(explicit.stderr)")
+  }
+
+  @Test func badUsageExitsTwoWithOneLine() throws {
+    let badEnvironment = try ClpoolRun.run(["selftest"], environment: ["CLPOOL_BACKEND": "gpu"])
+    #expect(badEnvironment.status == 2)
+    #expect(badEnvironment.stderr == "clpool: CLPOOL_BACKEND=gpu is not a backend; valid values: auto, cpu, opencl\n")
+    let badOption = try ClpoolRun.run(["selftest", "--backend", "tpu"])
+    #expect(badOption.status == 2)
+    #expect(badOption.stderr.contains("--backend=tpu"))
+    let unknown = try ClpoolRun.run(["selftest", "--frobnicate"])
+    #expect(unknown.status == 2)
+    #expect(unknown.stderrLines.count == 1 && unknown.stderr.contains("--frobnicate"))
+    let badDevice = try ClpoolRun.run(["selftest", "--backend", "opencl", "--device", "no-such-device"])
+    #expect(badDevice.status == (Self.isCI ? 2 : badDevice.status))
+    #expect(badDevice.stderrLines.count == 1)
+  }
+
+  @Test func devicesListsPlatformsAndTheSelection() throws {
+    let run = try ClpoolRun.run(["devices", "--json"])
+    #expect(run.status == 0, "\(run.stderr)")
+    let report = try json(run.stdout)
+    let devices = try #require(report["devices"] as? [[String: Any]])
+    if Self.isCI {
+      #expect(devices.contains { ($0["platform"] as? String)?.contains("Portable Computing Language") == true })
+    }
+    for device in devices {
+      #expect(device["computeUnits"] as? Int ?? 0 > 0)
+      #expect(device["maxWorkGroupSize"] as? Int ?? 0 > 0)
+      #expect(device["fp64"] is Bool)
+    }
+    #expect((report["selected"] as? String)?.isEmpty == false)
+    let table = try ClpoolRun.run(["devices"], environment: ["CLPOOL_BACKEND": "cpu"])
+    #expect(table.status == 0)
+    #expect(table.stdout.contains("selection cpu: cpu:"))
+  }
+}

@@ -1,0 +1,94 @@
+import CLPool
+import Foundation
+import Testing
+
+@Suite(.enabled(if: TestBackends.runOpenCL))
+struct OpenCLInfrastructureTests {
+  /// In CI the PoCL device must be there: a missing device fails instead of skipping.
+  @Test func deviceIsFound() throws {
+    let devices = try OpenCLDevice.all()
+    #expect(!devices.isEmpty)
+    if TestBackends.isCI {
+      #expect(devices.contains { $0.platformName.contains("Portable Computing Language") }, "CI must run on PoCL")
+    }
+    #expect(!TestBackends.openCL.isEmpty, "no OpenCL backend could be created")
+  }
+
+  @Test func errorsCarrySymbolicNames() {
+    #expect(OpenCLError.symbolicName(-5) == "CL_OUT_OF_RESOURCES")
+    #expect(OpenCLError.symbolicName(-1001) == "CL_PLATFORM_NOT_FOUND_KHR")
+    #expect(OpenCLError.symbolicName(-11) == "CL_BUILD_PROGRAM_FAILURE")
+    #expect(OpenCLError.symbolicName(-12345) == "CL_UNKNOWN_ERROR(-12345)")
+    #expect(OpenCLError(call: "clFinish", code: -36).description == "clFinish failed: CL_INVALID_COMMAND_QUEUE (-36)")
+  }
+
+  /// A program that fails to build reports the device's log and the options it was built with.
+  @Test func failedBuildReportsLogAndOptions() throws {
+    let device = try #require(try OpenCLDevice.all().first)
+    let cache = ProgramCache(directory: nil)
+    do {
+      _ = try OpenCLBackend(device: device, buildOptions: "-DBLOCK=(", cache: cache)
+      Issue.record("a broken BLOCK definition must fail the build")
+    } catch CLPoolError.openCL(let error) {
+      #expect(error.call == "clBuildProgram")
+      #expect(error.name == "CL_BUILD_PROGRAM_FAILURE")
+      #expect(error.buildOptions?.contains("-DBLOCK=(") == true)
+      #expect(error.buildLog?.contains("error") == true, "log: \(error.buildLog ?? "nil")")
+    }
+  }
+
+  /// auto falls back to the CPU backend, with a note, when the OpenCL kernels do not build.
+  @Test func autoFallsBackWhenKernelsFailToBuild() throws {
+    let device = try #require(try OpenCLDevice.all().first)
+    var notes: [String] = []
+    let broken = try BackendSelection.resolve(
+      device: "\(device.index)", environment: ["CLPOOL_BUILD_OPTIONS": "-DBLOCK=("])
+    let backend = try broken.makeBackend { notes.append($0) }
+    #expect(backend.kind == .cpu)
+    #expect(notes.count == 1 && notes[0].contains("CL_BUILD_PROGRAM_FAILURE"), "\(notes)")
+    var explicit = broken
+    explicit.choice = .opencl
+    #expect(throws: CLPoolError.self) { try explicit.makeBackend() }
+  }
+
+  /// A second backend reuses the built program from memory, a new process (a fresh cache over the
+  /// same directory) from disk; other options miss.
+  @Test func programCacheHitsSkipTheCompiler() throws {
+    let device = try #require(try OpenCLDevice.all().first)
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("clpool-cache-\(UUID())")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let first = ProgramCache(directory: directory)
+    _ = try OpenCLBackend(device: device, cache: first)
+    #expect(first.statistics == ProgramCache.Statistics(sourceBuilds: 2, memoryHits: 0, diskHits: 0))
+    _ = try OpenCLBackend(device: device, cache: first)
+    #expect(first.statistics == ProgramCache.Statistics(sourceBuilds: 2, memoryHits: 2, diskHits: 0))
+    let second = ProgramCache(directory: directory)
+    let fromDisk = try OpenCLBackend(device: device, cache: second)
+    #expect(second.statistics == ProgramCache.Statistics(sourceBuilds: 0, memoryHits: 0, diskHits: 2))
+    let x = try Tensor(shape: [1, 2, 3], scalars: [1, 2, 3, 4, 5, 6])
+    #expect(try fromDisk.globalAveragePool(x, layout: .channelsFirst, keepDims: false).scalars == [2, 5])
+    _ = try OpenCLBackend(device: device, buildOptions: "-DBLOCK=512", cache: second)
+    #expect(second.statistics.sourceBuilds == 2)
+  }
+
+  @Test func poolVariantFollowsDeviceType() throws {
+    for device in try OpenCLDevice.all() {
+      let backend = try OpenCLBackend(device: device)
+      #expect(backend.poolVariant == (device.isAccelerator ? .workGroup : .workItem))
+    }
+  }
+
+  /// A request larger than one device allocation is refused with a message naming the limit.
+  @Test func oversizedRequestNamesTheLimit() throws {
+    let candidate = try #require(TestBackends.openCL.first)
+    let device = (candidate.backend as! OpenCLBackend).device
+    let floats = Int(device.maxAllocationBytes / 4) + 1
+    guard floats <= 1 << 31 else { return }  // too large to allocate on the host here
+    let x = try Tensor(shape: [1, 1, floats], repeating: 1)
+    #expect {
+      try candidate.backend.globalAveragePool(x, layout: .channelsFirst, keepDims: false)
+    } throws: { error in
+      "\(error)".contains("CL_DEVICE_MAX_MEM_ALLOC_SIZE = \(device.maxAllocationBytes) bytes")
+    }
+  }
+}

@@ -1,0 +1,69 @@
+import CLPool
+import Foundation
+import Testing
+
+/// A backend as a test argument, named in the test report.
+struct BackendUnderTest: Sendable, CustomTestStringConvertible {
+  let backend: any Backend
+  let name: String
+  var testDescription: String { name }
+}
+
+enum TestBackends {
+  static let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
+
+  /// The OpenCL devices, or the reason there are none.
+  static let openCLDevices: Result<[OpenCLDevice], any Error> = Result { try OpenCLDevice.all() }
+
+  /// True when OpenCL tests should run: a device exists, or we are in CI, where a missing device
+  /// must fail the run rather than skip.
+  static var runOpenCL: Bool {
+    if case .success(let devices) = openCLDevices, !devices.isEmpty { return true }
+    if !isCI { print("note: OpenCL tests skipped: \(openCLUnavailableReason)") }
+    return isCI
+  }
+
+  static var openCLUnavailableReason: String {
+    switch openCLDevices {
+    case .success(let devices): return devices.isEmpty ? "no OpenCL device" : "available"
+    case .failure(let error): return "\(error)"
+    }
+  }
+
+  static let options = BackendOptions(poisonOutputs: true)
+
+  /// Every OpenCL device with its automatic kernel choice; CPU-type devices also with the
+  /// work-group tree kernels forced, so the GPU variant is exercised on PoCL in CI.
+  static let openCL: [BackendUnderTest] = {
+    guard case .success(let devices) = openCLDevices else { return [] }
+    var backends: [BackendUnderTest] = []
+    for device in devices {
+      let variants: [OpenCLBackend.PoolVariant] = device.isAccelerator ? [.automatic, .workItem] : [.automatic, .workGroup]
+      for variant in variants {
+        do {
+          let backend = try OpenCLBackend(device: device, options: options, poolVariant: variant)
+          backends.append(BackendUnderTest(backend: backend, name: "opencl[\(device.index)] \(device.name) pool=\(backend.poolVariant.rawValue)"))
+        } catch {
+          Issue.record("OpenCL device \(device.index) (\(device.name)) failed to initialise: \(error)")
+        }
+      }
+    }
+    return backends
+  }()
+
+  static let cpu = BackendUnderTest(backend: CPUBackend(options: options), name: "cpu")
+
+  static var all: [BackendUnderTest] { [cpu] + openCL }
+
+  /// Fresh data each run; `CLPOOL_TEST_SEED` reproduces a failing run.
+  static let seed: UInt64 = {
+    let environment = ProcessInfo.processInfo.environment
+    let seed = environment["CLPOOL_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
+    print("note: test data seed \(seed) (set CLPOOL_TEST_SEED=\(seed) to reproduce)")
+    return seed
+  }()
+}
+
+extension SelfTestCase: CustomTestStringConvertible {
+  public var testDescription: String { description }
+}

@@ -1,0 +1,75 @@
+import CLPool
+import Testing
+
+/// Every operation of the standard grid on every backend against the float64 reference, with
+/// fresh random data and poisoned outputs.
+@Suite struct ParityTests {
+  @Test(arguments: SelfTestCase.standard)
+  func matchesFloat64Reference(_ testCase: SelfTestCase) throws {
+    let prepared = try PreparedSelfTest(testCase, seed: TestBackends.seed)
+    for candidate in TestBackends.all {
+      let result = prepared.run(on: candidate.backend)
+      #expect(
+        result.passed,
+        "\(candidate.name): \(testCase): \(result.outcome.mismatch ?? "") (max error \(result.outcome.maxError), tolerance \(result.outcome.tolerance), seed \(TestBackends.seed))")
+    }
+  }
+
+  /// SPEC.md's pooling precision holds up to 2^26 elements per plane, where a naive float32
+  /// running sum is off by far more than 4e-6 · mean|x|.
+  @Test(arguments: [Layout.channelsFirst, .channelsLast])
+  func averagePoolPrecisionAtTwoToTheTwentySix(_ layout: Layout) throws {
+    var random = SplitMix64(seed: TestBackends.seed)
+    let shape = layout == .channelsFirst ? [1, 1, 8192, 8192] : [1, 8192, 8192, 1]
+    let x = try TestData.uniform(shape, in: 0.5..<1.5, random: &random)
+    let reference = Float64Reference.averagePool(x.scalars, try PoolGeometry(shape: shape, layout: layout))
+    var naive: Float = 0
+    for value in x.scalars { naive += value }
+    let naiveError = abs(Double(naive / Float(x.count)) - reference.mean[0]) / reference.meanAbs[0]
+    #expect(naiveError > CrossCheck.poolTolerance, "the naive sum should fail this test (error \(naiveError))")
+    for candidate in TestBackends.all {
+      let output = try candidate.backend.globalAveragePool(x, layout: layout, keepDims: false)
+      let outcome = CrossCheck.averagePool(output.scalars, reference: reference)
+      #expect(outcome.passed, "\(candidate.name): \(outcome.mismatch ?? "") error \(outcome.maxError)")
+    }
+  }
+
+  /// The same input twice gives bitwise the same output on each backend.
+  @Test func resultsAreDeterministic() throws {
+    var random = SplitMix64(seed: TestBackends.seed)
+    let x = try TestData.uniform([3, 5, 1031, 1019], in: -1..<3, random: &random)
+    let w = try TestData.uniform([5, 7], in: -1..<1, random: &random)
+    for candidate in TestBackends.all {
+      let backend = candidate.backend
+      for layout in Layout.allCases {
+        let first = try backend.globalAveragePool(x, layout: layout, keepDims: false)
+        let second = try backend.globalAveragePool(x, layout: layout, keepDims: false)
+        #expect(first.scalars.map(\.bitPattern) == second.scalars.map(\.bitPattern), "\(candidate.name) avg \(layout)")
+        let firstMax = try backend.globalMaxPool(x, layout: layout, keepDims: false, returnIndices: true)
+        let secondMax = try backend.globalMaxPool(x, layout: layout, keepDims: false, returnIndices: true)
+        #expect(firstMax == secondMax, "\(candidate.name) max \(layout)")
+      }
+      let pooled = try backend.globalAveragePool(x, layout: .channelsFirst, keepDims: false)
+      let y1 = try backend.dense(pooled, weight: w, bias: nil, weightLayout: .inOut, activation: .softmax)
+      let y2 = try backend.dense(pooled, weight: w, bias: nil, weightLayout: .inOut, activation: .softmax)
+      #expect(y1.scalars.map(\.bitPattern) == y2.scalars.map(\.bitPattern), "\(candidate.name) dense")
+    }
+  }
+
+  /// The checks themselves can fail: a wrong value, a wrong index, an unwritten (poisoned)
+  /// element and a missing NaN are all caught.
+  @Test func crossChecksRejectWrongOutputs() {
+    let reference = (mean: [1.0, 2.0], meanAbs: [1.0, 2.0])
+    #expect(CrossCheck.averagePool([1, 2], reference: reference).passed)
+    #expect(!CrossCheck.averagePool([1, 2.0001], reference: reference).passed)
+    #expect(!CrossCheck.averagePool([1, BackendOptions.poison], reference: reference).passed)
+    #expect(!CrossCheck.averagePool([1, .nan], reference: reference).passed)
+    let maxReference = (values: [3.0, .nan], indices: [Int64(4), 0])
+    #expect(CrossCheck.maxPool([3, .nan], indices: [4, 0], reference: maxReference).passed)
+    #expect(!CrossCheck.maxPool([3, .nan], indices: [5, 0], reference: maxReference).passed)
+    #expect(!CrossCheck.maxPool([3, 1], indices: [4, 0], reference: maxReference).passed)
+    #expect(CrossCheck.dense([1, 2], reference: [1, 2]).passed)
+    #expect(!CrossCheck.dense([1, 2.001], reference: [1, 2]).passed)
+    #expect(!CrossCheck.dense([1, .nan], reference: [1, 2]).passed)
+  }
+}

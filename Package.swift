@@ -27,6 +27,12 @@ let systemLibraries: [Target] = [
     pkgConfig: "openblas",
     providers: [.apt(["libopenblas-dev"])]
   ),
+  // libpng for `clpool cam`'s heat-map images.
+  .systemLibrary(
+    name: "CPNG",
+    pkgConfig: "libpng",
+    providers: [.apt(["libpng-dev"])]
+  ),
 ]
 
 let libraryTargets: [Target] = [
@@ -34,6 +40,7 @@ let libraryTargets: [Target] = [
     name: "CLPool",
     dependencies: [
       .target(name: "COpenCL"),
+      .target(name: "CPNG"),
       .target(name: "CBLAS", condition: .when(platforms: [.linux])),
     ],
     // The kernels live at the top level (one source of truth, lint-able as OpenCL C) and are

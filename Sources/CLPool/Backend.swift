@@ -44,6 +44,81 @@ public protocol Backend: AnyObject, Sendable {
     _ input: Tensor, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
     activation: Activation
   ) throws -> Tensor
+
+  /// The classifier head: dense(globalAveragePool(features)) with bias and activation. Backends
+  /// that can fuse the two do so; the default composes them.
+  func head(
+    _ features: Tensor, layout: Layout, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
+    activation: Activation
+  ) throws -> Tensor
+}
+
+extension Backend {
+  public func head(
+    _ features: Tensor, layout: Layout, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
+    activation: Activation
+  ) throws -> Tensor {
+    let geometry = try PoolGeometry(shape: features.shape, layout: layout)
+    // Validate the dense shapes before spending time on the pooling.
+    _ = try DenseGeometry(
+      input: [geometry.batch, geometry.channels], weight: weight.shape, bias: bias?.shape,
+      weightLayout: weightLayout)
+    let pooled = try globalAveragePool(features, layout: layout, keepDims: false)
+    return try dense(pooled, weight: weight, bias: bias, weightLayout: weightLayout, activation: activation)
+  }
+
+  /// The class activation map of one sample: cam[h, w] = Σ_c W[c, k] · x[c, h, w], bias excluded
+  /// (Zhou et al. 2016). It is one matrix-vector product, so it runs on the backend's dense op.
+  /// - Parameters:
+  ///   - features: [C, H, W] or [1, C, H, W]; with `.channelsLast`, [H, W, C] or [1, H, W, C].
+  ///   - weight: the head's dense weight, [C, M] (`.inOut`) or [M, C] (`.outIn`).
+  ///   - classIndex: k in 0..<M.
+  /// - Returns: [H, W].
+  public func classActivationMap(
+    _ features: Tensor, layout: Layout = .channelsFirst, weight: Tensor,
+    weightLayout: WeightLayout = .inOut, classIndex: Int
+  ) throws -> Tensor {
+    var shape = features.shape
+    if shape.count == 4 {
+      guard shape[0] == 1 else {
+        throw CLPoolError.invalidShape(
+          "a class activation map takes one sample ([C,H,W] or [1,C,H,W]), got batch \(shape[0]) in \(Tensor.describe(shape))")
+      }
+      shape.removeFirst()
+    }
+    guard shape.count == 3 else {
+      throw CLPoolError.invalidShape(
+        "a class activation map takes [C,H,W] or [1,C,H,W] features (channels-last: [H,W,C]), got \(Tensor.describe(features.shape))")
+    }
+    let channels = layout == .channelsFirst ? shape[0] : shape[2]
+    let (height, width) = layout == .channelsFirst ? (shape[1], shape[2]) : (shape[0], shape[1])
+    guard height > 0, width > 0 else {
+      throw CLPoolError.invalidShape("a class activation map needs a non-empty spatial extent, got \(Tensor.describe(features.shape))")
+    }
+    let geometry = try DenseGeometry(input: [1, channels], weight: weight.shape, bias: nil, weightLayout: weightLayout)
+    guard (0..<geometry.outputs).contains(classIndex) else {
+      throw CLPoolError.invalidArgument("class \(classIndex) is out of range: the weight has \(geometry.outputs) classes (0...\(geometry.outputs - 1))")
+    }
+    let column = (0..<channels).map {
+      weightLayout == .inOut ? weight.scalars[$0 * geometry.outputs + classIndex] : weight.scalars[classIndex * channels + $0]
+    }
+    let positions = height * width
+    let map: Tensor
+    if layout == .channelsFirst {
+      // [1, C] · [C, H·W]: the class's weights against every position.
+      map = try dense(
+        try Tensor(shape: [1, channels], scalars: column),
+        weight: try Tensor(shape: [channels, positions], scalars: features.scalars), bias: nil,
+        weightLayout: .inOut, activation: .none)
+    } else {
+      // [H·W, C] · [C, 1].
+      map = try dense(
+        try Tensor(shape: [positions, channels], scalars: features.scalars),
+        weight: try Tensor(shape: [channels, 1], scalars: column), bias: nil, weightLayout: .inOut,
+        activation: .none)
+    }
+    return try map.reshaped([height, width])
+  }
 }
 
 extension Backend {

@@ -4,6 +4,8 @@ public enum CLPoolError: Error, Equatable, CustomStringConvertible {
   case invalidShape(String)
   /// An argument or option value outside its domain.
   case invalidArgument(String)
+  /// An input file that cannot be read or is malformed; the message names the file.
+  case invalidInput(String)
   /// A malformed `CLPOOL_*` environment variable or backend/device selection.
   case invalidConfiguration(String)
   /// A request larger than the device or the host can hold; the message names the limit.
@@ -15,7 +17,7 @@ public enum CLPoolError: Error, Equatable, CustomStringConvertible {
 
   public var description: String {
     switch self {
-    case .invalidShape(let message), .invalidArgument(let message),
+    case .invalidShape(let message), .invalidArgument(let message), .invalidInput(let message),
       .invalidConfiguration(let message), .sizeLimit(let message), .unavailable(let message):
       return message
     case .openCL(let error):
@@ -27,7 +29,8 @@ public enum CLPoolError: Error, Equatable, CustomStringConvertible {
   /// device and runtime failures (exit 1).
   public var isUsageError: Bool {
     switch self {
-    case .invalidShape, .invalidArgument, .invalidConfiguration, .sizeLimit: return true
+    case .invalidShape, .invalidArgument, .invalidInput, .invalidConfiguration, .sizeLimit:
+      return true
     case .unavailable, .openCL: return false
     }
   }

@@ -9,7 +9,10 @@ struct CLPoolCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "clpool",
     abstract: "Global average/max pooling and dense layers on OpenCL devices and the CPU.",
-    subcommands: [SelfTestCommand.self, DevicesCommand.self])
+    subcommands: [
+      SelfTestCommand.self, DevicesCommand.self, PoolCommand.self, DenseCommand.self, HeadCommand.self,
+      CamCommand.self,
+    ])
 
   /// Exit status per SPEC.md: 0 success, 1 a check or the device failed, 2 bad usage or input;
   /// always one line on stderr, never a stack trace.

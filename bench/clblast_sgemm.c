@@ -16,6 +16,7 @@
  * around the enqueue and clFinish, i.e. what a caller of SGEMM waits for.
  * Every OpenCL and CLBlast status is checked; a failure prints one line on stderr, exit status 1.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under strict -std=c11 */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <clblast_c.h>
 #include <errno.h>

@@ -17,16 +17,16 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
-#include <sys/mman.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
-/* The array holds (i & 7) so a pass has a known exact sum (28 per 8 elements): checking it proves
- * every element was really read, and printing it keeps the compiler from dropping the loop. */
+/* Element i of each slice holds i mod 8, so a pass has a known exact sum (28 per 8 elements):
+ * checking it proves every element was really read, and printing it keeps the compiler from
+ * dropping the loop. */
 #define PATTERN_PERIOD 8
 #define PATTERN_SUM_PER_PERIOD 28.0
 
@@ -195,7 +195,7 @@ int main(int argc, char **argv) {
     free(data);
     pthread_barrier_destroy(&barrier);
     if (!checksum_ok) {
-        fprintf(stderr, "membw: checksum mismatch (expected %.1f) - the timing loop is wrong\n", expected);
+        fprintf(stderr, "membw: checksum mismatch (expected %.1f) - the summing loop is wrong\n", expected);
         return 1;
     }
     return 0;

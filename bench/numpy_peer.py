@@ -19,6 +19,7 @@ OpenBLAS reads them once, when it is loaded, and a forced core type or cache siz
 import argparse
 import ctypes
 import json
+import math
 import os
 import statistics
 import sys
@@ -60,8 +61,9 @@ def channel_count(shape, layout):
 
 
 def prepare(case, rng):
-    """Returns (callable, bytes, flops) for one case; bytes are what the operation must read plus
-    write once, flops the arithmetic of the dense part (the reductions' adds included for head)."""
+    """Returns (callable, bytes, flops) for one case, counted as clpool counts them: bytes are what
+    the operation must read plus write once, flops the multiply-adds of the dense part (and the
+    reduction's adds for head)."""
     op, shape = case["op"], [int(d) for d in case["shape"]]
     layout = case.get("layout") or "channels-first"
     f32 = np.dtype(np.float32).itemsize
@@ -73,8 +75,8 @@ def prepare(case, rng):
         x = data(*shape)
         axes = spatial_axes(len(shape), layout)
         reduce = x.mean if op == "avg" else x.max
-        # Only the input, as clpool counts it: the pooled output is 1/plane of it.
-        return (lambda: reduce(axis=axes)), x.nbytes, None
+        pooled = x.size // math.prod(shape[a] for a in axes)
+        return (lambda: reduce(axis=axes)), x.nbytes + pooled * f32, None
     if op == "dense":
         m, k, n = shape
         x, w, b = data(m, k), data(k, n), data(n)

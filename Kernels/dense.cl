@@ -1,13 +1,14 @@
 /*
  * Dense (fully connected) layer: y[n, m] = act(sum_k x[n, k] * W(k, m) + bias[m]).
  *
- * Algorithm. Register-blocked matrix product, no local memory and no barriers, so it suits CPU
- * drivers and still coalesces on GPUs. Each work-item owns a small tile of y in registers and
- * walks k once; the sum over k runs in float32 in a fixed order (deterministic).
- *   dense_in_out  W stored [K, M] (Keras "in x out"): a tile is ROWS rows x 8 consecutive
- *                 columns; one float8 load of W's row k feeds ROWS vector multiply-adds.
- *   dense_out_in  W stored [M, K] (PyTorch "out x in"): a tile is ROWS rows x COLS columns; rows of
- *                 x and of W are both contiguous in k, so each output is a float8 dot product.
+ * Algorithm. Register-blocked matrix product with no local memory and no barriers, so it suits
+ * CPU drivers (where barriers are slow) and still coalesces on GPUs. Each work-item keeps a
+ * ROWS x 16 tile of y in sixteen-wide accumulators (two float8 per row) and walks k once; the sum
+ * over k runs in float32 in a fixed order (deterministic).
+ *   dense_in_out  W stored [K, M] (Keras "in x out"): per k, two float8 loads of W's row k feed
+ *                 2 * ROWS vector multiply-adds with x[n, k] broadcast.
+ *   dense_out_in  W stored [M, K] (PyTorch "out x in"): the host transposes W once into [K, M]
+ *                 with transpose (a cheap O(K * M) pass) and then runs dense_in_out.
  * Tiles on the right or bottom edge clamp their loads to the last valid row / column and skip
  * those stores, so any N, K, M >= 1 works.
  *
@@ -15,16 +16,15 @@
  * whole row and runs afterwards as softmax_rows (numerically stable: subtract the row max).
  *
  * Launch contract:
- *   dense_in_out  2-D global size (>= ceil(M / 8), >= ceil(N / ROWS))
- *   dense_out_in  2-D global size (>= ceil(M / COLS), >= ceil(N / ROWS))
+ *   dense_in_out  2-D global size (>= ceil(M / 16), >= ceil(N / ROWS)); work-items along
+ *                 dimension 1 share a column strip of W, so a local size of (1, L) reuses it from
+ *                 cache. dense_in_out_single_row: the same with ceil(N / ROWS) replaced by N.
+ *   transpose     2-D global size (>= cols, >= rows) of the source [rows, cols]
  *   softmax_rows  1-D global size >= N
  */
 
 #ifndef ROWS
-#define ROWS 4 /* rows of y per work-item */
-#endif
-#ifndef COLS
-#define COLS 2 /* columns of y per work-item in dense_out_in */
+#define ROWS 6 /* rows of y per work-item in dense_in_out */
 #endif
 
 #define ACTIVATION_NONE 0
@@ -38,84 +38,88 @@ inline float activate(float v, int activation) {
   return v;
 }
 
-inline void store_output(__global float *y, __global const float *bias, int has_bias,
-                         int activation, uint row, uint col, uint m_dim, float value) {
-  if (has_bias) value += bias[col];
-  y[(ulong)row * m_dim + col] = activate(value, activation);
+/* Eight consecutive W entries of row k from column m0, clamping columns past the edge. */
+inline float8 load_w8(__global const float *w_row, uint m0, uint m_dim) {
+  if (m0 + 8 <= m_dim) return vload8(0, w_row + m0);
+  float lanes[8];
+  for (uint j = 0; j < 8; ++j) lanes[j] = w_row[min(m0 + j, m_dim - 1)];
+  return vload8(0, lanes);
+}
+
+/* The work-item's tile: rows x 16 outputs from row r0, column m0. `rows` is a literal at each
+ * call site (ROWS or 1), so after inlining the loops over it unroll into registers. */
+inline void dense_tile(__global const float *x, __global const float *w, __global const float *bias,
+                       __global float *y, uint n_dim, uint k_dim, uint m_dim, int has_bias,
+                       int activation, const uint rows, uint r0, uint m0) {
+  __global const float *x_row[ROWS];
+  for (uint r = 0; r < rows; ++r) x_row[r] = x + (ulong)min(r0 + r, n_dim - 1) * k_dim;
+  float8 lo[ROWS], hi[ROWS];
+  for (uint r = 0; r < rows; ++r) {
+    lo[r] = (float8)(0.0f);
+    hi[r] = (float8)(0.0f);
+  }
+  if (m0 + 16 <= m_dim) {
+    for (uint k = 0; k < k_dim; ++k) {
+      __global const float *w_row = w + (ulong)k * m_dim + m0;
+      float8 w_lo = vload8(0, w_row), w_hi = vload8(1, w_row);
+      for (uint r = 0; r < rows; ++r) {
+        float xv = x_row[r][k];
+        lo[r] += xv * w_lo;
+        hi[r] += xv * w_hi;
+      }
+    }
+  } else {
+    for (uint k = 0; k < k_dim; ++k) {
+      __global const float *w_row = w + (ulong)k * m_dim;
+      float8 w_lo = load_w8(w_row, m0, m_dim), w_hi = load_w8(w_row, m0 + 8, m_dim);
+      for (uint r = 0; r < rows; ++r) {
+        float xv = x_row[r][k];
+        lo[r] += xv * w_lo;
+        hi[r] += xv * w_hi;
+      }
+    }
+  }
+  for (uint r = 0; r < rows && r0 + r < n_dim; ++r) {
+    float out[16];
+    vstore8(lo[r], 0, out);
+    vstore8(hi[r], 1, out);
+    __global float *y_row = y + (ulong)(r0 + r) * m_dim;
+    for (uint j = 0; j < 16 && m0 + j < m_dim; ++j) {
+      float value = out[j] + (has_bias ? bias[m0 + j] : 0.0f);
+      y_row[m0 + j] = activate(value, activation);
+    }
+  }
 }
 
 __kernel void dense_in_out(__global const float *x, __global const float *w,
                            __global const float *bias, __global float *y, uint n_dim, uint k_dim,
                            uint m_dim, int has_bias, int activation) {
-  uint m0 = get_global_id(0) * 8;
-  uint r0 = get_global_id(1) * ROWS;
+  uint m0 = (uint)get_global_id(0) * 16;
+  uint r0 = (uint)get_global_id(1) * ROWS;
   if (m0 >= m_dim || r0 >= n_dim) return;
-  uint valid_cols = min(8u, m_dim - m0);
-  __global const float *x_row[ROWS];
-  for (int r = 0; r < ROWS; ++r) x_row[r] = x + (ulong)min(r0 + r, n_dim - 1) * k_dim;
-  float8 acc[ROWS];
-  for (int r = 0; r < ROWS; ++r) acc[r] = (float8)(0.0f);
-  if (valid_cols == 8) {
-    for (uint k = 0; k < k_dim; ++k) {
-      float8 wv = vload8(0, w + (ulong)k * m_dim + m0);
-      for (int r = 0; r < ROWS; ++r) acc[r] += x_row[r][k] * wv;
-    }
-  } else {
-    for (uint k = 0; k < k_dim; ++k) {
-      float wk[8];
-      for (uint j = 0; j < 8; ++j) wk[j] = w[(ulong)k * m_dim + m0 + min(j, valid_cols - 1)];
-      float8 wv = vload8(0, wk);
-      for (int r = 0; r < ROWS; ++r) acc[r] += x_row[r][k] * wv;
-    }
-  }
-  for (int r = 0; r < ROWS && r0 + r < n_dim; ++r) {
-    float out[8];
-    vstore8(acc[r], 0, out);
-    for (uint j = 0; j < valid_cols; ++j)
-      store_output(y, bias, has_bias, activation, r0 + r, m0 + j, m_dim, out[j]);
-  }
+  dense_tile(x, w, bias, y, n_dim, k_dim, m_dim, has_bias, activation, ROWS, r0, m0);
 }
 
-inline float horizontal_sum8(float8 v) {
-  float4 a = v.lo + v.hi;
-  float2 b = a.lo + a.hi;
-  return b.x + b.y;
+/* The same with one row per work-item: for batches smaller than ROWS (batch-1 GEMV), where a
+ * ROWS-high tile would mostly multiply clamped duplicate rows. */
+__kernel void dense_in_out_single_row(__global const float *x, __global const float *w,
+                                      __global const float *bias, __global float *y, uint n_dim,
+                                      uint k_dim, uint m_dim, int has_bias, int activation) {
+  uint m0 = (uint)get_global_id(0) * 16;
+  uint r0 = (uint)get_global_id(1);
+  if (m0 >= m_dim || r0 >= n_dim) return;
+  dense_tile(x, w, bias, y, n_dim, k_dim, m_dim, has_bias, activation, 1, r0, m0);
 }
 
-__kernel void dense_out_in(__global const float *x, __global const float *w,
-                           __global const float *bias, __global float *y, uint n_dim, uint k_dim,
-                           uint m_dim, int has_bias, int activation) {
-  uint c0 = get_global_id(0) * COLS;
-  uint r0 = get_global_id(1) * ROWS;
-  if (c0 >= m_dim || r0 >= n_dim) return;
-  __global const float *x_row[ROWS];
-  __global const float *w_row[COLS];
-  for (int r = 0; r < ROWS; ++r) x_row[r] = x + (ulong)min(r0 + r, n_dim - 1) * k_dim;
-  for (int c = 0; c < COLS; ++c) w_row[c] = w + (ulong)min(c0 + c, m_dim - 1) * k_dim;
-  float8 acc[ROWS][COLS];
-  for (int r = 0; r < ROWS; ++r)
-    for (int c = 0; c < COLS; ++c) acc[r][c] = (float8)(0.0f);
-  uint k = 0;
-  for (; k + 8 <= k_dim; k += 8) {
-    float8 wv[COLS];
-    for (int c = 0; c < COLS; ++c) wv[c] = vload8(0, w_row[c] + k);
-    for (int r = 0; r < ROWS; ++r) {
-      float8 xv = vload8(0, x_row[r] + k);
-      for (int c = 0; c < COLS; ++c) acc[r][c] += xv * wv[c];
-    }
-  }
-  for (int r = 0; r < ROWS && r0 + r < n_dim; ++r) {
-    for (int c = 0; c < COLS && c0 + c < m_dim; ++c) {
-      float sum = horizontal_sum8(acc[r][c]);
-      for (uint t = k; t < k_dim; ++t) sum += x_row[r][t] * w_row[c][t];
-      store_output(y, bias, has_bias, activation, r0 + r, c0 + c, m_dim, sum);
-    }
-  }
+/* out[c, r] = in[r, c] for in [rows, cols]. */
+__kernel void transpose(__global const float *in, __global float *out, uint rows, uint cols) {
+  uint c = (uint)get_global_id(0), r = (uint)get_global_id(1);
+  if (c < cols && r < rows) out[(ulong)c * rows + r] = in[(ulong)r * cols + c];
 }
 
 /* softmax over each row of y [N, M], in place: exp(v - max) / sum. */
 __kernel void softmax_rows(__global float *y, uint n_dim, uint m_dim) {
-  uint row = get_global_id(0);
+  uint row = (uint)get_global_id(0);
   if (row >= n_dim) return;
   __global float *p = y + (ulong)row * m_dim;
   float top = -INFINITY;

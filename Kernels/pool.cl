@@ -77,37 +77,37 @@ inline float sum_contiguous(__global const float *p, ulong len) {
   return kahan_add(acc, tail).x;
 }
 
-/* Max of len contiguous elements with the index (relative to p) of the first maximum. */
-inline float max_contiguous(__global const float *p, ulong len, long *out_index) {
+/* Max of len contiguous elements (NaN if any is NaN); with want_index, also the index (relative
+ * to p) of the first maximum, or of the first NaN. The value pass is pure vector code; the index
+ * pass rescans and usually stops early. */
+inline float max_contiguous(__global const float *p, ulong len, bool want_index, long *out_index) {
   float8 best = (float8)(-INFINITY);
-  int8 best_index = (int8)(0);
-  int8 first_nan = (int8)(-1);
-  int8 lane = (int8)(0, 1, 2, 3, 4, 5, 6, 7);
+  int8 nan_seen = (int8)(0);
   ulong i = 0;
   for (; i + VEC <= len; i += VEC) {
     float8 v = vload8(0, p + i);
-    int8 position = lane + (int)i;
-    best_index = select(best_index, position, v > best);
-    first_nan = select(first_nan, position, isnan(v) & (first_nan < 0));
-    best = fmax(best, v);
+    best = select(best, v, v > best); /* false for NaN: NaN is tracked on its own */
+    nan_seen |= isnan(v);
   }
-  float result = -INFINITY;
-  long result_index = 0;
-  float lane_best[VEC];
-  int lane_index[VEC], lane_nan[VEC];
-  vstore8(best, 0, lane_best);
-  vstore8(best_index, 0, lane_index);
-  vstore8(first_nan, 0, lane_nan);
-  for (int j = 0; j < VEC; ++j) {
-    float v = lane_nan[j] >= 0 ? NAN : lane_best[j];
-    long k = lane_nan[j] >= 0 ? lane_nan[j] : lane_index[j];
-    if (max_is_better(v, k, result, result_index)) { result = v; result_index = k; }
-  }
+  float4 a = select(best.lo, best.hi, best.hi > best.lo);
+  float2 b = select(a.lo, a.hi, a.hi > a.lo);
+  float result = b.y > b.x ? b.y : b.x;
+  bool has_nan = any(nan_seen);
   for (; i < len; ++i) {
     float v = p[i];
-    if (max_is_better(v, (long)i, result, result_index)) { result = v; result_index = (long)i; }
+    has_nan |= isnan(v);
+    result = v > result ? v : result;
   }
-  *out_index = result_index;
+  if (has_nan) result = NAN;
+  long index = 0;
+  if (want_index) {
+    if (has_nan) {
+      while (!isnan(p[index])) ++index;
+    } else {
+      while (p[index] != result) ++index;
+    }
+  }
+  *out_index = index;
   return result;
 }
 
@@ -160,7 +160,7 @@ __kernel void gmp_rows(__global const float *x, __global float *out, __global lo
   ulong begin = chunk * chunk_len;
   ulong len = min(chunk_len, row_len - begin);
   long index;
-  out[item] = max_contiguous(x + row * row_len + begin, len, &index);
+  out[item] = max_contiguous(x + row * row_len + begin, len, indices != 0, &index);
   if (indices) indices[item] = (long)begin + index;
 }
 
@@ -172,7 +172,7 @@ __kernel void gap_rows_wg(__global const float *x, __global float *out, ulong ro
                           ulong chunk_len, uint chunks, float divisor) {
   __local float partial[WG_SIZE];
   ulong group = get_group_id(0);
-  uint lid = get_local_id(0);
+  uint lid = (uint)get_local_id(0);
   if (group >= rows * chunks) return; /* whole work-group: no barrier is skipped by part of it */
   ulong row = group / chunks, chunk = group % chunks;
   ulong begin = chunk * chunk_len;
@@ -195,7 +195,7 @@ __kernel void gmp_rows_wg(__global const float *x, __global float *out, __global
   __local float best_value[WG_SIZE];
   __local long best_index[WG_SIZE];
   ulong group = get_group_id(0);
-  uint lid = get_local_id(0);
+  uint lid = (uint)get_local_id(0);
   if (group >= rows * chunks) return; /* whole work-group: no barrier is skipped by part of it */
   ulong row = group / chunks, chunk = group % chunks;
   ulong begin = chunk * chunk_len;
@@ -254,7 +254,7 @@ __kernel void gap_channels_last(__global const float *x, __global float *out, ul
       vstore8(block, 0, lanes);
       for (int j = 0; j < VEC; ++j) acc[j] = kahan_add(acc[j], lanes[j]);
     }
-    for (int j = 0; j < VEC; ++j)
+    for (uint j = 0; j < VEC; ++j)
       out[((n * channels) + c0 + j) * chunks + chunk] = acc[j].x / divisor;
   } else {
     for (ulong c = c0; c < channels; ++c)
@@ -290,7 +290,7 @@ __kernel void gmp_channels_last(__global const float *x, __global float *out,
     vstore8(best, 0, values);
     vstore8(best_index, 0, positions);
     vstore8(first_nan, 0, nans);
-    for (int j = 0; j < VEC; ++j) {
+    for (uint j = 0; j < VEC; ++j) {
       ulong slot = ((n * channels) + c0 + j) * chunks + chunk;
       out[slot] = nans[j] >= 0 ? NAN : values[j];
       if (indices) indices[slot] = (long)begin + (nans[j] >= 0 ? nans[j] : positions[j]);

@@ -16,6 +16,15 @@ struct Chunking: Equatable {
     self.length = length
     chunkLength = min(rounded, length)
   }
+
+  /// Where item `plane * chunks + chunk` lies in contiguous planes of `length` elements.
+  @inline(__always)
+  func span(of item: Int) -> (offset: Int, length: Int) {
+    if chunkLength == length { return (item * length, length) }  // one chunk: no division
+    let chunks = self.chunks
+    let begin = (item % chunks) * chunkLength
+    return ((item / chunks) * length + begin, Swift.min(chunkLength, length - begin))
+  }
 }
 
 /// Sums floats with Kahan compensation; the same scheme the kernels use to fold block sums.

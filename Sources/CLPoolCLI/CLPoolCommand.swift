@@ -11,7 +11,7 @@ struct CLPoolCommand: ParsableCommand {
     abstract: "Global average/max pooling and dense layers on OpenCL devices and the CPU.",
     subcommands: [
       SelfTestCommand.self, DevicesCommand.self, PoolCommand.self, DenseCommand.self, HeadCommand.self,
-      CamCommand.self,
+      CamCommand.self, BenchCommand.self,
     ])
 
   /// Exit status per SPEC.md: 0 success, 1 a check or the device failed, 2 bad usage or input;

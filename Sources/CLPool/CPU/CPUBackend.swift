@@ -35,28 +35,37 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
   public func globalAveragePool(_ input: Tensor, layout: Layout, keepDims: Bool) throws -> Tensor {
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
-    var output = outputBuffer(geometry.planes)
     let chunking = CPUBackend.chunking(geometry)
     let chunks = chunking.chunks
-    var partials = [Float](repeating: 0, count: geometry.planes * chunks)
+    let divisor = Float(geometry.spatialSize)
+    // With one chunk per plane the partial sums are the outputs: the row loop takes the mean.
+    let partialDivisor: Float = chunks == 1 ? divisor : 1
+    var partials = outputBuffer(geometry.planes * chunks)
     input.scalars.withUnsafeBufferPointer { x in
       partials.withUnsafeMutableBufferPointer { partial in
-        forEachChunk(geometry, chunking) { offset, length, channelWidth, slot in
-          if geometry.layout == .channelsFirst {
-            partial[slot] = CPUPooling.sum(x.baseAddress! + offset, count: length)
-          } else {
+        forEachChunk(
+          geometry, chunking,
+          rows: { items in
+            for item in items {
+              let (offset, length) = chunking.span(of: item)
+              partial[item] = CPUPooling.sum(x.baseAddress! + offset, count: length) / partialDivisor
+            }
+          },
+          tile: { offset, length, channelWidth, slot in
             CPUPooling.sumChannels(
-              x.baseAddress! + offset, width: channelWidth, count: length,
-              stride: geometry.channels, into: partial.baseAddress! + slot, outStride: chunks)
-          }
-        }
+              x.baseAddress! + offset, width: channelWidth, count: length, stride: geometry.channels,
+              into: partial.baseAddress! + slot, outStride: chunks, divisor: partialDivisor)
+          })
       }
     }
-    let divisor = Float(geometry.spatialSize)
-    for plane in 0..<geometry.planes {
-      var total = CompensatedSum()
-      for chunk in 0..<chunks { total.add(partials[plane * chunks + chunk]) }
-      output[plane] = total.sum / divisor
+    var output = partials
+    if chunks > 1 {
+      output = outputBuffer(geometry.planes)
+      for plane in 0..<geometry.planes {
+        var total = CompensatedSum()
+        for chunk in 0..<chunks { total.add(partials[plane * chunks + chunk]) }
+        output[plane] = total.sum / divisor
+      }
     }
     return try Tensor(shape: geometry.outputShape(keepDims: keepDims), scalars: output)
   }
@@ -65,38 +74,51 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     _ input: Tensor, layout: Layout, keepDims: Bool, returnIndices: Bool
   ) throws -> MaxPoolResult {
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
-    var output = outputBuffer(geometry.planes)
-    var indices = [Int64](
-      repeating: options.poisonOutputs ? BackendOptions.poisonIndex : 0,
-      count: returnIndices ? geometry.planes : 0)
     let chunking = CPUBackend.chunking(geometry)
     let chunks = chunking.chunks
-    var partials = [Float](repeating: 0, count: geometry.planes * chunks)
-    var partialIndices = [Int64](repeating: 0, count: geometry.planes * chunks)
+    // Partial maxima per (plane, chunk); with one chunk they are the outputs. Positions are needed
+    // to combine chunks, and the channels-last kernel always tracks them.
+    let needIndex = returnIndices || chunks > 1
+    let tracksIndex = needIndex || geometry.layout == .channelsLast
+    var partials = outputBuffer(geometry.planes * chunks)
+    var partialIndices = [Int64](
+      repeating: options.poisonOutputs ? BackendOptions.poisonIndex : 0,
+      count: tracksIndex ? geometry.planes * chunks : 0)
     input.scalars.withUnsafeBufferPointer { x in
       partials.withUnsafeMutableBufferPointer { partial in
         partialIndices.withUnsafeMutableBufferPointer { partialIndex in
-          forEachChunk(geometry, chunking) { offset, length, channelWidth, slot in
-            let chunkBegin = (slot % chunks) * chunking.chunkLength
-            if geometry.layout == .channelsFirst {
-              let (value, index) = CPUPooling.max(x.baseAddress! + offset, count: length)
-              partial[slot] = value
-              partialIndex[slot] = Int64(chunkBegin + index)
-            } else {
+          forEachChunk(
+            geometry, chunking,
+            rows: { items in
+              for item in items {
+                let (offset, length) = chunking.span(of: item)
+                let (value, index) = CPUPooling.max(x.baseAddress! + offset, count: length, needIndex: needIndex)
+                partial[item] = value
+                if needIndex { partialIndex[item] = Int64((item % chunks) * chunking.chunkLength + index) }
+              }
+            },
+            tile: { offset, length, channelWidth, slot in
               CPUPooling.maxChannels(
                 x.baseAddress! + offset, width: channelWidth, count: length,
                 stride: geometry.channels, into: partial.baseAddress! + slot,
                 indices: partialIndex.baseAddress! + slot, outStride: chunks)
-              for c in 0..<channelWidth { partialIndex[slot + c * chunks] += Int64(chunkBegin) }
-            }
-          }
+              let chunkBegin = Int64((slot % chunks) * chunking.chunkLength)
+              for c in 0..<channelWidth { partialIndex[slot + c * chunks] += chunkBegin }
+            })
         }
       }
     }
+    guard chunks > 1 else {
+      return MaxPoolResult(
+        values: try Tensor(shape: geometry.outputShape(keepDims: keepDims), scalars: partials),
+        indices: returnIndices ? partialIndices : nil)
+    }
+    var output = outputBuffer(geometry.planes)
+    var indices = [Int64](repeating: 0, count: returnIndices ? geometry.planes : 0)
     for plane in 0..<geometry.planes {
       var best = partials[plane * chunks]
       var bestIndex = Int(partialIndices[plane * chunks])
-      for chunk in 1..<max(chunks, 1) {
+      for chunk in 1..<chunks {
         let slot = plane * chunks + chunk
         if maxIsBetter(partials[slot], Int(partialIndices[slot]), than: best, bestIndex) {
           best = partials[slot]
@@ -117,27 +139,22 @@ public final class CPUBackend: Backend, @unchecked Sendable {
       minimumChunkLength: CPUPooling.chunkLength, granule: CPUPooling.block)
   }
 
-  /// Calls `body(offset, length, channelWidth, slot)` for every chunk of every plane, in parallel.
-  /// channels-first: one call per (plane, chunk), `offset` of its first element, width 1.
-  /// channels-last: one call per (sample, chunk, tile of `channelTile` channels), `offset` of the
-  /// tile's first element at the chunk's first position. `slot` = plane * chunks + chunk of the
-  /// first plane covered; a tile's channels follow every `chunks` slots.
+  /// Runs every chunk of every plane, in parallel. channels-first: `rows` gets ranges of items
+  /// (item = plane * chunks + chunk, located by `Chunking.span(of:)`), so short planes run in one
+  /// tight loop. channels-last: `tile(offset, length, channelWidth, slot)` runs per (sample, chunk,
+  /// tile of `channelTile` channels), `offset` at the tile's first element at the chunk's first
+  /// position, `slot` = plane * chunks + chunk of the tile's first channel (the next channel's slot
+  /// is `chunks` further).
   private func forEachChunk(
-    _ geometry: PoolGeometry, _ chunking: Chunking,
-    _ body: (_ offset: Int, _ length: Int, _ channelWidth: Int, _ slot: Int) -> Void
+    _ geometry: PoolGeometry, _ chunking: Chunking, rows: (Range<Int>) -> Void,
+    tile: (_ offset: Int, _ length: Int, _ channelWidth: Int, _ slot: Int) -> Void
   ) {
     let chunks = chunking.chunks
     let spatial = geometry.spatialSize
     let elementsPerChunk = min(spatial, chunking.chunkLength)
     switch geometry.layout {
     case .channelsFirst:
-      parallelFor(geometry.planes * chunks, grain: max(1, 32_768 / elementsPerChunk)) { items in
-        for item in items {
-          let plane = item / chunks, chunk = item % chunks
-          let begin = chunk * chunking.chunkLength
-          body(plane * spatial + begin, min(chunking.chunkLength, spatial - begin), 1, item)
-        }
-      }
+      parallelFor(geometry.planes * chunks, grain: max(1, 32_768 / elementsPerChunk), rows)
     case .channelsLast:
       let channels = geometry.channels
       let tiles = (channels + CPUPooling.channelTile - 1) / CPUPooling.channelTile
@@ -145,10 +162,10 @@ public final class CPUBackend: Backend, @unchecked Sendable {
       let work = elementsPerChunk * min(channels, CPUPooling.channelTile)
       parallelFor(geometry.batch * chunks * tiles, grain: max(1, 32_768 / work)) { items in
         for item in items {
-          let tile = item % tiles, chunk = (item / tiles) % chunks, n = item / (tiles * chunks)
-          let c0 = tile * CPUPooling.channelTile
+          let tileIndex = item % tiles, chunk = (item / tiles) % chunks, n = item / (tiles * chunks)
+          let c0 = tileIndex * CPUPooling.channelTile
           let begin = chunk * chunking.chunkLength
-          body(
+          tile(
             (n * spatial + begin) * channels + c0, min(chunking.chunkLength, spatial - begin),
             min(CPUPooling.channelTile, channels - c0), (n * channels + c0) * chunks + chunk)
         }
@@ -180,13 +197,21 @@ public final class CPUBackend: Backend, @unchecked Sendable {
       }
     }
     let transposeWeight = weightLayout == .outIn ? CblasTrans : CblasNoTrans
+    let beta: Float = bias == nil ? 0 : 1
     input.scalars.withUnsafeBufferPointer { x in
       weight.scalars.withUnsafeBufferPointer { w in
         output.withUnsafeMutableBufferPointer { y in
-          cblas_sgemm(
-            CblasRowMajor, CblasNoTrans, transposeWeight, Int32(n), Int32(m), Int32(k), 1,
-            x.baseAddress, Int32(k), w.baseAddress, Int32(weightLayout == .inOut ? m : k),
-            bias == nil ? 0 : 1, y.baseAddress, Int32(m))
+          if n == 1 {  // batch 1 is a matrix-vector product: y = Wᵀx (in-out) or Wx (out-in)
+            let (rows, columns) = weightLayout == .inOut ? (k, m) : (m, k)
+            cblas_sgemv(
+              CblasRowMajor, weightLayout == .inOut ? CblasTrans : CblasNoTrans, Int32(rows),
+              Int32(columns), 1, w.baseAddress, Int32(columns), x.baseAddress, 1, beta, y.baseAddress, 1)
+          } else {
+            cblas_sgemm(
+              CblasRowMajor, CblasNoTrans, transposeWeight, Int32(n), Int32(m), Int32(k), 1,
+              x.baseAddress, Int32(k), w.baseAddress, Int32(weightLayout == .inOut ? m : k), beta,
+              y.baseAddress, Int32(m))
+          }
         }
       }
     }

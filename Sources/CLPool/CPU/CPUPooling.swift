@@ -18,7 +18,9 @@ enum CPUPooling {
   }
 
   /// Sum of `count` contiguous elements.
+  @inline(__always)
   static func sum(_ p: UnsafePointer<Float>, count: Int) -> Float {
+    if count <= block { return blockSum(p, count: count) }  // one block: nothing to compensate
     var total = CompensatedSum()
     var i = 0
     while i + block <= count {
@@ -35,65 +37,89 @@ enum CPUPooling {
       total.add(((a + b) + (c + d)).sum())
       i += block
     }
-    var lanes = Lanes()
-    while i + 8 <= count {
-      lanes += load(p, i)
+    total.add(blockSum(p + i, count: count - i))
+    return total.sum
+  }
+
+  /// Sum of at most `block` elements: two 8-lane accumulators (independent add chains), a tree
+  /// across lanes, then the tail.
+  @inline(__always)
+  static func blockSum(_ p: UnsafePointer<Float>, count: Int) -> Float {
+    var a = Lanes(), b = Lanes()
+    var i = 0
+    while i + 16 <= count {
+      a += load(p, i)
+      b += load(p, i + 8)
+      i += 16
+    }
+    if i + 8 <= count {
+      a += load(p, i)
       i += 8
     }
-    var tail = lanes.sum()
+    var tail = horizontalSum(a + b)
     while i < count {
       tail += p[i]
       i += 1
     }
-    total.add(tail)
-    return total.sum
+    return tail
   }
 
-  /// Max of `count` contiguous elements (count ≥ 1, < 2^31) and the index of the first maximum
-  /// (first NaN if any).
-  static func max(_ p: UnsafePointer<Float>, count: Int) -> (value: Float, index: Int) {
+  @inline(__always)
+  static func horizontalSum(_ v: Lanes) -> Float {
+    let four = v.lowHalf + v.highHalf
+    let two = four.lowHalf + four.highHalf
+    return two[0] + two[1]
+  }
+
+  @inline(__always)
+  static func horizontalMax(_ v: Lanes) -> Float {
+    var four = v.lowHalf
+    four.replace(with: v.highHalf, where: v.highHalf .> four)
+    var two = four.lowHalf
+    two.replace(with: four.highHalf, where: four.highHalf .> two)
+    return two[1] > two[0] ? two[1] : two[0]
+  }
+
+  /// Max of `count` contiguous elements (count ≥ 1) and, with `needIndex`, the index of the
+  /// first maximum (of the first NaN if any; else -1). Pass 1 is vectorised and finds the value;
+  /// NaN is detected through `v * 0` (NaN for NaN and ±Inf inputs, so a rare exact rescan
+  /// separates the two); pass 2 scans for the value's first position, usually stopping early.
+  @inline(__always)
+  static func max(_ p: UnsafePointer<Float>, count: Int, needIndex: Bool) -> (value: Float, index: Int) {
     var best = Lanes(repeating: -.infinity)
-    var bestIndex = SIMD8<Int32>(repeating: 0)
-    var firstNaN = SIMD8<Int32>(repeating: -1)
-    var position = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+    var probe = Lanes()
     var i = 0
     while i + 8 <= count {
       let v = load(p, i)
-      let greater = v .> best
-      best.replace(with: v, where: greater)
-      bestIndex.replace(with: position, where: greater)
-      firstNaN.replace(with: position, where: (v .!= v) .& (firstNaN .< 0))
-      position &+= 8
+      best.replace(with: v, where: v .> best)  // false for NaN
+      probe += v * 0
       i += 8
     }
-    var result = -Float.infinity
-    var resultIndex = 0
-    for lane in 0..<8 {
-      let isNaN = firstNaN[lane] >= 0
-      let value = isNaN ? Float.nan : best[lane]
-      let index = Int(isNaN ? firstNaN[lane] : bestIndex[lane])
-      if maxIsBetter(value, index, than: result, resultIndex) {
-        result = value
-        resultIndex = index
-      }
-    }
+    var value = horizontalMax(best)
+    var tailProbe: Float = 0
     while i < count {
-      if maxIsBetter(p[i], i, than: result, resultIndex) {
-        result = p[i]
-        resultIndex = i
-      }
+      if p[i] > value { value = p[i] }
+      tailProbe += p[i] * 0
       i += 1
     }
-    return (result, resultIndex)
+    if (horizontalSum(probe) + tailProbe).isNaN {  // a NaN or an infinity: look for the NaN
+      var firstNaN = 0
+      while firstNaN < count, !p[firstNaN].isNaN { firstNaN += 1 }
+      if firstNaN < count { return (.nan, needIndex ? firstNaN : -1) }
+    }
+    guard needIndex else { return (value, -1) }
+    var index = 0
+    while p[index] != value { index += 1 }
+    return (value, index)
   }
 
   // MARK: Strided planes (channels-last)
 
   /// Sums, for each of `width` adjacent channels, `count` positions spaced `stride` apart,
-  /// writing each channel's sum to `out[channel * outStride]`.
+  /// writing each channel's sum / `divisor` to `out[channel * outStride]`.
   static func sumChannels(
     _ p: UnsafePointer<Float>, width: Int, count: Int, stride: Int,
-    into out: UnsafeMutablePointer<Float>, outStride: Int
+    into out: UnsafeMutablePointer<Float>, outStride: Int, divisor: Float
   ) {
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * width) { scratch in
       let blockSum = scratch.baseAddress!
@@ -125,34 +151,48 @@ enum CPUPooling {
         }
         s = end
       }
-      for c in 0..<width { out[c * outStride] = total[c] }
+      for c in 0..<width { out[c * outStride] = total[c] / divisor }
     }
   }
 
   /// Max and first-max index (relative to p) for each of `width` adjacent channels over `count`
-  /// positions spaced `stride` apart.
+  /// positions (count < 2^31) spaced `stride` apart. Channels go 8 at a time; a channel that holds
+  /// a NaN is rescanned for its first NaN.
   static func maxChannels(
     _ p: UnsafePointer<Float>, width: Int, count: Int, stride: Int,
     into out: UnsafeMutablePointer<Float>, indices: UnsafeMutablePointer<Int64>, outStride: Int
   ) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: width) { bestBuffer in
-      withUnsafeTemporaryAllocation(of: Int.self, capacity: width) { indexBuffer in
-        let best = bestBuffer.baseAddress!
-        let bestIndex = indexBuffer.baseAddress!
-        best.initialize(from: p, count: width)
-        bestIndex.initialize(repeating: 0, count: width)
-        for position in 1..<Swift.max(count, 1) {
-          let row = p + position * stride
-          for c in 0..<width where maxIsBetter(row[c], position, than: best[c], bestIndex[c]) {
-            best[c] = row[c]
-            bestIndex[c] = position
-          }
+    var c = 0
+    while c < width {
+      let lanes = Swift.min(8, width - c)
+      var best = Lanes(repeating: -.infinity)
+      var bestIndex = SIMD8<Int32>(repeating: 0)
+      var sawNaN = SIMDMask<SIMD8<Int32>>(repeating: false)
+      for position in 0..<count {
+        let row = p + position * stride + c
+        var v = Lanes(repeating: -.infinity)
+        if lanes == 8 {
+          v = UnsafeRawPointer(row).loadUnaligned(as: Lanes.self)
+        } else {
+          for lane in 0..<lanes { v[lane] = row[lane] }
         }
-        for c in 0..<width {
-          out[c * outStride] = best[c]
-          indices[c * outStride] = Int64(bestIndex[c])
-        }
+        let greater = v .> best
+        best.replace(with: v, where: greater)
+        bestIndex.replace(with: SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: position)), where: greater)
+        sawNaN = sawNaN .| (v .!= v)
       }
+      for lane in 0..<lanes {
+        var value = best[lane]
+        var index = Int(bestIndex[lane])
+        if sawNaN[lane] {
+          value = .nan
+          index = 0
+          while !p[index * stride + c + lane].isNaN { index += 1 }
+        }
+        out[(c + lane) * outStride] = value
+        indices[(c + lane) * outStride] = Int64(index)
+      }
+      c += 8
     }
   }
 }

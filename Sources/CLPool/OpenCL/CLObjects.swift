@@ -85,14 +85,30 @@ final class CLBuffer {
   let raw: cl_mem
   let bytes: Int
 
-  /// - Parameter copying: host data to copy in at creation (CL_MEM_COPY_HOST_PTR), or nil.
-  init(context: CLContext, bytes: Int, flags: cl_mem_flags, copying host: UnsafeRawPointer? = nil)
-    throws
-  {
+  /// How a buffer created over host data relates to it.
+  enum HostData {
+    /// CL_MEM_COPY_HOST_PTR: the driver copies the data at creation.
+    case copy(UnsafeRawPointer)
+    /// CL_MEM_USE_HOST_PTR: the driver may compute on the host memory itself (zero-copy on CPU
+    /// devices); the memory must outlive the buffer's use.
+    case use(UnsafeRawPointer)
+  }
+
+  init(context: CLContext, bytes: Int, flags: cl_mem_flags, host: HostData? = nil) throws {
     var status: cl_int = 0
     var flags = flags
-    if host != nil { flags |= cl_mem_flags(CL_MEM_COPY_HOST_PTR) }
-    let buffer = clCreateBuffer(context.raw, flags, max(bytes, 4), UnsafeMutableRawPointer(mutating: host), &status)
+    var pointer: UnsafeMutableRawPointer?
+    switch host {
+    case .copy(let data):
+      flags |= cl_mem_flags(CL_MEM_COPY_HOST_PTR)
+      pointer = UnsafeMutableRawPointer(mutating: data)
+    case .use(let data):
+      flags |= cl_mem_flags(CL_MEM_USE_HOST_PTR)
+      pointer = UnsafeMutableRawPointer(mutating: data)
+    case nil:
+      break
+    }
+    let buffer = clCreateBuffer(context.raw, flags, max(bytes, 4), pointer, &status)
     try check(status, "clCreateBuffer(\(bytes) bytes)")
     guard let buffer else { throw CLPoolError.openCL(OpenCLError(call: "clCreateBuffer", code: status)) }
     raw = buffer

@@ -30,11 +30,13 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private let poolProgram: CLProgram
   private let denseProgram: CLProgram
   private let workGroupSize: Int
-  private let lock = NSLock()
+  private let lock = NSLock()  // serialises calls; guards `lastEvents`
+  private var lastEvents: [CLEvent] = []
 
-  /// Tile sizes compiled into dense.cl; the launch geometry below depends on them.
-  private static let denseRows = 4
-  private static let denseColumns = 2
+  /// Rows of y per work-item, compiled into dense.cl; the launch geometry depends on it.
+  private static let denseRows = 6
+  /// Work-items along the rows that share a column strip of W (measured on PoCL: 16 beat 1, 64).
+  private static let denseRowGroup = 16
 
   /// - Parameters:
   ///   - buildOptions: extra options for the OpenCL compiler, appended to clpool's own (e.g.
@@ -59,7 +61,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       context: context)
     denseProgram = try cache.program(
       source: KernelSource.dense,
-      options: "-DROWS=\(Self.denseRows) -DCOLS=\(Self.denseColumns) \(common)", device: device,
+      options: "-DROWS=\(Self.denseRows) \(common)", device: device,
       context: context)
     // A GPU whose registers cannot hold WG_SIZE work-items of the tree kernel falls back to loops.
     let treeKernel = try CLKernel(program: poolProgram, name: "gmp_rows_wg")
@@ -72,6 +74,15 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     workGroupSize = groupSize
     let wanted = poolVariant == .automatic ? (device.isAccelerator ? .workGroup : .workItem) : poolVariant
     self.poolVariant = wanted == .workGroup && treeLimit < groupSize ? .workItem : wanted
+  }
+
+  /// Device time of the kernels of the most recent call (from profiling events), excluding
+  /// transfers; nil before the first call. For benchmarks: with several threads calling, "most
+  /// recent" is whichever call finished last.
+  public var lastKernelSeconds: Double? {
+    lock.withLock {
+      lastEvents.isEmpty ? nil : lastEvents.reduce(0.0) { $0 + ((try? $1.elapsedSeconds()) ?? 0) }
+    }
   }
 
   // MARK: Pooling
@@ -139,9 +150,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let plan = plan(geometry)
     let chunks = plan.chunking.chunks
     try lock.withLock {
-      let x = try input.scalars.withUnsafeBytes {
-        try CLBuffer(context: context, bytes: $0.count, flags: cl_mem_flags(CL_MEM_READ_ONLY), copying: $0.baseAddress)
-      }
+      try input.scalars.withUnsafeBytes { inputBytes in
+      let x = try upload(inputBytes)
       let output = try outputBuffer(floats: planes)
       let outputIndices = returnIndices ? try indexBuffer(count: planes) : nil
       // With one chunk, pass 1 writes the final values; otherwise partials, folded by pass 2.
@@ -161,7 +171,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         ]
         if plan.kernel == .rows {
           kernelName = average ? "gap_rows" : "gmp_rows"
-          global = [Self.roundUp(planes * chunks, 64)]
+          global = [Self.roundUp(planes * chunks, 1024)]
+          local = [1024]
         } else {
           kernelName = average ? "gap_rows_wg" : "gmp_rows_wg"
           global = [planes * chunks * workGroupSize]
@@ -179,7 +190,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       if average { arguments.append(.float(divisor)) }
       let kernel = try CLKernel(program: poolProgram, name: kernelName)
       try kernel.setArguments(arguments)
-      try queue.launch(kernel, global: global, local: local)
+      var events = [try queue.launch(kernel, global: global, local: local)]
       if chunks > 1 {
         let combine = try CLKernel(program: poolProgram, name: average ? "gap_combine" : "gmp_combine")
         if average {
@@ -193,11 +204,13 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
             .uint64(UInt64(planes)), .uint32(UInt32(chunks)),
           ])
         }
-        try queue.launch(combine, global: [Self.roundUp(planes, 64)])
+        events.append(try queue.launch(combine, global: [Self.roundUp(planes, 64)]))
       }
       try values.withUnsafeMutableBytes { try queue.read(output, into: $0) }
       if let outputIndices {
         try indices.withUnsafeMutableBytes { try queue.read(outputIndices, into: $0) }
+      }
+      lastEvents = events
       }
     }
     return (values, indices)
@@ -221,41 +234,61 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     try checkAllocation(weight.count * 4, what: "dense weight \(Tensor.describe(weight.shape))")
     try checkAllocation(n * m * 4, what: "dense output \(n)x\(m)")
     try lock.withLock {
-      let x = try upload(input.scalars)
-      let w = try upload(weight.scalars)
-      let b = try bias.map { try upload($0.scalars) }
+      try input.scalars.withUnsafeBytes { inputBytes in
+      try weight.scalars.withUnsafeBytes { weightBytes in
+      try (bias?.scalars ?? []).withUnsafeBytes { biasBytes in
+      let x = try upload(inputBytes)
+      let w = try upload(weightBytes)
+      let b = bias == nil ? nil : try upload(biasBytes)
       let y = try outputBuffer(floats: n * m)
       let elementwise: Int32 = activation == .relu ? 1 : activation == .sigmoid ? 2 : 0
-      let kernel: CLKernel
-      let global: [Int]
-      if weightLayout == .inOut {
-        kernel = try CLKernel(program: denseProgram, name: "dense_in_out")
-        global = [(m + 7) / 8, (n + Self.denseRows - 1) / Self.denseRows]
-      } else {
-        kernel = try CLKernel(program: denseProgram, name: "dense_out_in")
-        global = [(m + Self.denseColumns - 1) / Self.denseColumns, (n + Self.denseRows - 1) / Self.denseRows]
+      var events: [CLEvent] = []
+      var weightInOut = w
+      if weightLayout == .outIn {  // [M, K] → [K, M] once, so one kernel serves both layouts
+        weightInOut = try CLBuffer(context: context, bytes: k * m * 4, flags: cl_mem_flags(CL_MEM_READ_WRITE))
+        let transpose = try CLKernel(program: denseProgram, name: "transpose")
+        try transpose.setArguments([.buffer(w), .buffer(weightInOut), .uint32(UInt32(m)), .uint32(UInt32(k))])
+        events.append(try queue.launch(transpose, global: [Self.roundUp(k, 8), Self.roundUp(m, 8)], local: [8, 8]))
       }
+      // Batches smaller than a tile run one row per work-item (GEMV) instead of padding the tile.
+      let singleRow = n < Self.denseRows
+      let kernel = try CLKernel(program: denseProgram, name: singleRow ? "dense_in_out_single_row" : "dense_in_out")
       try kernel.setArguments([
-        .buffer(x), .buffer(w), .buffer(b), .buffer(y), .uint32(UInt32(n)), .uint32(UInt32(k)),
+        .buffer(x), .buffer(weightInOut), .buffer(b), .buffer(y), .uint32(UInt32(n)), .uint32(UInt32(k)),
         .uint32(UInt32(m)), .int32(b == nil ? 0 : 1), .int32(elementwise),
       ])
-      try queue.launch(kernel, global: global)
+      let columnItems = (m + 15) / 16
+      let rowItems = singleRow ? n : (n + Self.denseRows - 1) / Self.denseRows
+      // Work-groups along the rows share W's column strip; a GEMV groups along the columns.
+      let local = singleRow ? [1, 1] : [1, min(Self.denseRowGroup, rowItems)]
+      events.append(
+        try queue.launch(
+          kernel, global: [Self.roundUp(columnItems, local[0]), Self.roundUp(rowItems, local[1])], local: local))
       if activation == .softmax {
         let softmax = try CLKernel(program: denseProgram, name: "softmax_rows")
         try softmax.setArguments([.buffer(y), .uint32(UInt32(n)), .uint32(UInt32(m))])
-        try queue.launch(softmax, global: [Self.roundUp(n, 8)])
+        events.append(try queue.launch(softmax, global: [Self.roundUp(n, 8)]))
       }
       try output.withUnsafeMutableBytes { try queue.read(y, into: $0) }
+      lastEvents = events
+      }
+      }
+      }
     }
     return try Tensor(shape: geometry.outputShape, scalars: output)
   }
 
   // MARK: Buffers
 
-  private func upload(_ values: [Float]) throws -> CLBuffer {
-    try values.withUnsafeBytes {
-      try CLBuffer(context: context, bytes: $0.count, flags: cl_mem_flags(CL_MEM_READ_ONLY), copying: $0.baseAddress)
+  /// A read-only device buffer over host bytes that stay alive for the whole call: on a CPU device
+  /// the kernels read the host memory in place (no copy), elsewhere the driver copies it.
+  private func upload(_ bytes: UnsafeRawBufferPointer) throws -> CLBuffer {
+    guard let base = bytes.baseAddress, bytes.count > 0 else {
+      return try CLBuffer(context: context, bytes: 4, flags: cl_mem_flags(CL_MEM_READ_ONLY))
     }
+    return try CLBuffer(
+      context: context, bytes: bytes.count, flags: cl_mem_flags(CL_MEM_READ_ONLY),
+      host: device.type == .cpu ? .use(base) : .copy(base))
   }
 
   private func outputBuffer(floats count: Int) throws -> CLBuffer {

@@ -1,0 +1,138 @@
+import Foundation
+
+/// One benchmark case: an operation on one input shape.
+public struct BenchmarkCase: Sendable, Equatable {
+  public enum Operation: String, CaseIterable, Sendable {
+    case avg, max, dense, head
+  }
+
+  public let operation: Operation
+  /// Pooling and head: the input shape in `layout`. Dense: [M, K, N] (x [M, K], weight [K, N]).
+  public let shape: [Int]
+  public let layout: Layout
+  /// The head's output width.
+  public let classes: Int
+
+  public init(_ operation: Operation, _ shape: [Int], layout: Layout = .channelsFirst, classes: Int = 1000) {
+    self.operation = operation
+    self.shape = shape
+    self.layout = layout
+    self.classes = classes
+  }
+
+  /// The default suite: pooling on the ResNet/VGG-style shapes in both layouts, dense from batch-1
+  /// GEMV to a square GEMM, and the ResNet-50 head at batch 1 and 256.
+  public static let defaultSuite: [BenchmarkCase] = {
+    let poolShapes = [[256, 2048, 7, 7], [64, 64, 7, 7], [32, 512, 14, 14], [8, 256, 56, 56], [2, 64, 224, 224]]
+    var cases: [BenchmarkCase] = []
+    for operation in [Operation.avg, .max] {
+      for shape in poolShapes {
+        cases.append(BenchmarkCase(operation, shape))
+        cases.append(BenchmarkCase(operation, [shape[0]] + shape[2...] + [shape[1]], layout: .channelsLast))
+      }
+    }
+    for shape in [[256, 2048, 1000], [1, 2048, 1000], [64, 64, 1], [1024, 1024, 1024]] {
+      cases.append(BenchmarkCase(.dense, shape))
+    }
+    cases.append(BenchmarkCase(.head, [1, 2048, 7, 7]))
+    cases.append(BenchmarkCase(.head, [256, 2048, 7, 7]))
+    return cases
+  }()
+
+  /// "256x2048x7x7" → [256, 2048, 7, 7]; dense takes exactly three sizes, pooling 3 to 5.
+  public static func parseShape(_ text: String, for operation: Operation) throws -> [Int] {
+    let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
+    let sizes = parts.compactMap { Int($0) }
+    let ranks = operation == .dense ? 3...3 : 3...5
+    guard sizes.count == parts.count, ranks.contains(sizes.count), sizes.allSatisfy({ $0 > 0 }) else {
+      let form = operation == .dense ? "MxKxN, e.g. 256x2048x1000" : "3 to 5 positive sizes, e.g. 256x2048x7x7"
+      throw CLPoolError.invalidArgument("--shape \(text) is not valid for \(operation.rawValue): expected \(form)")
+    }
+    return sizes
+  }
+}
+
+/// The timing of one case on one backend, in the form `clpool bench --json` prints.
+public struct BenchmarkResult: Encodable, Sendable {
+  public let op: String
+  public let shape: [Int]
+  public let layout: String?
+  public let backend: String
+  public let device: String
+  public let median_s: Double
+  public let min_s: Double
+  /// OpenCL only: device time of the kernels (profiling events), transfers excluded.
+  public let kernel_median_s: Double?
+  public let bytes: Double
+  public let flops: Double?
+  /// Bytes (input read + output written) per end-to-end median second.
+  public let gbps: Double
+  public let gflops: Double?
+  public let repetitions: Int
+}
+
+public enum Benchmark {
+  /// Times `testCase` on `backend`: one warm-up call (first-launch compilation is excluded), then
+  /// repetitions until both `minimumRepetitions` and `minimumSeconds` are reached (at most 1000).
+  public static func run(
+    _ testCase: BenchmarkCase, on backend: any Backend, minimumRepetitions: Int = 5,
+    minimumSeconds: Double = 0.5
+  ) throws -> BenchmarkResult {
+    var random = SplitMix64(seed: 0x5EED)
+    let call: () throws -> Void
+    let bytes: Double
+    var flops: Double?
+    switch testCase.operation {
+    case .avg, .max:
+      let x = try TestData.uniform(testCase.shape, in: -1..<3, random: &random)
+      let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
+      bytes = Double(x.count + geometry.planes) * 4
+      call = testCase.operation == .avg
+        ? { _ = try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false) }
+        : { _ = try backend.globalMaxPool(x, layout: testCase.layout, keepDims: false, returnIndices: false) }
+    case .dense:
+      let (m, k, n) = (testCase.shape[0], testCase.shape[1], testCase.shape[2])
+      let x = try TestData.uniform([m, k], in: -1..<1, random: &random)
+      let w = try TestData.uniform([k, n], in: -1..<1, random: &random)
+      let b = try TestData.uniform([n], in: -1..<1, random: &random)
+      bytes = Double(m * k + k * n + n + m * n) * 4
+      flops = 2 * Double(m) * Double(k) * Double(n)
+      call = { _ = try backend.dense(x, weight: w, bias: b, weightLayout: .inOut, activation: .none) }
+    case .head:
+      let x = try TestData.uniform(testCase.shape, in: -1..<3, random: &random)
+      let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
+      let w = try TestData.uniform([geometry.channels, testCase.classes], in: -0.02..<0.02, random: &random)
+      let b = try TestData.uniform([testCase.classes], in: -0.1..<0.1, random: &random)
+      bytes = Double(x.count + w.count + b.count + geometry.batch * testCase.classes) * 4
+      flops = 2 * Double(geometry.batch) * Double(geometry.channels) * Double(testCase.classes) + Double(x.count)
+      call = {
+        _ = try backend.head(x, layout: testCase.layout, weight: w, bias: b, weightLayout: .inOut, activation: .softmax)
+      }
+    }
+    try call()  // warm-up
+    var times: [Double] = []
+    var kernelTimes: [Double] = []
+    let openCL = backend as? OpenCLBackend
+    let start = DispatchTime.now().uptimeNanoseconds
+    while times.count < minimumRepetitions
+      || (Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 < minimumSeconds && times.count < 1000)
+    {
+      let before = DispatchTime.now().uptimeNanoseconds
+      try call()
+      times.append(Double(DispatchTime.now().uptimeNanoseconds - before) * 1e-9)
+      if let kernel = openCL?.lastKernelSeconds { kernelTimes.append(kernel) }
+    }
+    let median = Self.median(times)
+    return BenchmarkResult(
+      op: testCase.operation.rawValue, shape: testCase.shape,
+      layout: testCase.operation == .dense ? nil : testCase.layout.rawValue, backend: backend.kind.rawValue,
+      device: backend.deviceName, median_s: median, min_s: times.min()!,
+      kernel_median_s: kernelTimes.isEmpty ? nil : Self.median(kernelTimes), bytes: bytes, flops: flops,
+      gbps: bytes / median / 1e9, gflops: flops.map { $0 / median / 1e9 }, repetitions: times.count)
+  }
+
+  static func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+  }
+}

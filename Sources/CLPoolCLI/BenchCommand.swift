@@ -1,0 +1,96 @@
+import ArgumentParser
+import CLPool
+import Foundation
+
+extension BenchmarkCase.Operation: ExpressibleByArgument {}
+
+struct BenchCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench",
+    abstract: "Time operations on every selected backend (compilation excluded).",
+    discussion: """
+      With no --op/--shape the default suite runs. Times are end to end (upload, kernels, download)
+      with medians and minima over repetitions after one warm-up call; OpenCL rows also give the
+      kernel-only median from profiling events. bench/compare puts these next to numpy, OpenBLAS,
+      CLBlast and the machine's memory bandwidth.
+      """)
+
+  @Option(help: "avg, max, dense or head (default: the whole suite, or avg with --shape).")
+  var op: BenchmarkCase.Operation?
+
+  @Option(help: "Pooling/head input shape in --layout (256x2048x7x7); dense MxKxN (x [M,K], W [K,N]).")
+  var shape: String?
+
+  @Option(help: "The head's output width.")
+  var classes = 1000
+
+  @Option(help: "channels-first (nchw, ...) or channels-last (nhwc, ...).")
+  var layout: Layout = .channelsFirst
+
+  @Option(help: "Minimum seconds of repetitions per case.")
+  var minTime = 0.5
+
+  @Option(help: "Minimum repetitions per case.")
+  var repetitions = 5
+
+  @OptionGroup var backendOptions: BackendOptionGroup
+
+  @Flag(help: "Print one JSON document instead of the table.")
+  var json = false
+
+  func validate() throws {
+    guard classes > 0 else { throw ValidationError("--classes must be positive") }
+    guard minTime >= 0, repetitions > 0 else { throw ValidationError("--min-time must be >= 0 and --repetitions > 0") }
+  }
+
+  private func cases() throws -> [BenchmarkCase] {
+    guard let shape else {
+      return BenchmarkCase.defaultSuite.filter { op == nil || $0.operation == op }
+    }
+    let operation = op ?? .avg
+    return [BenchmarkCase(operation, try BenchmarkCase.parseShape(shape, for: operation), layout: layout, classes: classes)]
+  }
+
+  func run() throws {
+    let cases = try cases()
+    let backends = try backendOptions.selection().makeAllBackends()
+    var results: [BenchmarkResult] = []
+    if !json {
+      print(row(["OP", "SHAPE", "LAYOUT", "BACKEND", "MEDIAN", "MIN", "KERNEL", "GB/s", "GFLOP/s", "REPS"]))
+    }
+    for testCase in cases {
+      for backend in backends {
+        let result = try Benchmark.run(testCase, on: backend, minimumRepetitions: repetitions, minimumSeconds: minTime)
+        results.append(result)
+        if !json {
+          print(row([
+            result.op, Tensor.describe(result.shape), result.layout.map { $0 == "channels-first" ? "nc.." : "n..c" } ?? "-",
+            result.backend, milliseconds(result.median_s), milliseconds(result.min_s),
+            result.kernel_median_s.map(milliseconds) ?? "-", String(format: "%.1f", result.gbps),
+            result.gflops.map { String(format: "%.1f", $0) } ?? "-", "\(result.repetitions)",
+          ]))
+          fflush(nil)
+        }
+      }
+    }
+    if json {
+      try printJSON(BenchReport(devices: backends.map(\.label), cases: results))
+    } else {
+      for backend in backends { print("backend \(backend.label)") }
+    }
+  }
+
+  private func milliseconds(_ seconds: Double) -> String { String(format: "%.3f ms", seconds * 1e3) }
+
+  private func row(_ cells: [String]) -> String {
+    let widths = [5, 18, 6, 7, 11, 11, 11, 8, 8, 5]
+    return zip(cells, widths).map { cell, width in
+      cell.count >= width ? cell : cell + String(repeating: " ", count: width - cell.count)
+    }.joined(separator: " ")
+  }
+}
+
+private struct BenchReport: Encodable {
+  let devices: [String]
+  let cases: [BenchmarkResult]
+}

@@ -76,14 +76,13 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
     let chunking = CPUBackend.chunking(geometry)
     let chunks = chunking.chunks
-    // Partial maxima per (plane, chunk); with one chunk they are the outputs. Positions are needed
-    // to combine chunks, and the channels-last kernel always tracks them.
+    // Partial maxima per (plane, chunk); with one chunk they are the outputs. Positions are
+    // needed to combine chunks.
     let needIndex = returnIndices || chunks > 1
-    let tracksIndex = needIndex || geometry.layout == .channelsLast
     var partials = outputBuffer(geometry.planes * chunks)
     var partialIndices = [Int64](
       repeating: options.poisonOutputs ? BackendOptions.poisonIndex : 0,
-      count: tracksIndex ? geometry.planes * chunks : 0)
+      count: needIndex ? geometry.planes * chunks : 0)
     input.scalars.withUnsafeBufferPointer { x in
       partials.withUnsafeMutableBufferPointer { partial in
         partialIndices.withUnsafeMutableBufferPointer { partialIndex in
@@ -101,9 +100,11 @@ public final class CPUBackend: Backend, @unchecked Sendable {
               CPUPooling.maxChannels(
                 x.baseAddress! + offset, width: channelWidth, count: length,
                 stride: geometry.channels, into: partial.baseAddress! + slot,
-                indices: partialIndex.baseAddress! + slot, outStride: chunks)
-              let chunkBegin = Int64((slot % chunks) * chunking.chunkLength)
-              for c in 0..<channelWidth { partialIndex[slot + c * chunks] += chunkBegin }
+                indices: needIndex ? partialIndex.baseAddress! + slot : nil, outStride: chunks)
+              if needIndex {
+                let chunkBegin = Int64((slot % chunks) * chunking.chunkLength)
+                for c in 0..<channelWidth { partialIndex[slot + c * chunks] += chunkBegin }
+              }
             })
         }
       }

@@ -6,7 +6,7 @@ enum CPUPooling {
   static let block = 256
   static let chunkLength = 1 << 16
   /// Channels reduced together in the channels-last kernels (fits the accumulators in L1).
-  static let channelTile = 512
+  static let channelTile = 2048
 
   typealias Lanes = SIMD8<Float>
 
@@ -156,43 +156,68 @@ enum CPUPooling {
   }
 
   /// Max and first-max index (relative to p) for each of `width` adjacent channels over `count`
-  /// positions (count < 2^31) spaced `stride` apart. Channels go 8 at a time; a channel that holds
-  /// a NaN is rescanned for its first NaN.
+  /// positions (count < 2^31) spaced `stride` apart. Positions stream in order (each a contiguous
+  /// run of channels); running maxima and positions stay in L1 scratch, 8 channels per vector.
+  /// A channel that saw a NaN is rescanned for its first NaN. Without `indices` no positions
+  /// are tracked.
   static func maxChannels(
     _ p: UnsafePointer<Float>, width: Int, count: Int, stride: Int,
-    into out: UnsafeMutablePointer<Float>, indices: UnsafeMutablePointer<Int64>, outStride: Int
+    into out: UnsafeMutablePointer<Float>, indices: UnsafeMutablePointer<Int64>?, outStride: Int
   ) {
-    var c = 0
-    while c < width {
-      let lanes = Swift.min(8, width - c)
-      var best = Lanes(repeating: -.infinity)
-      var bestIndex = SIMD8<Int32>(repeating: 0)
-      var sawNaN = SIMDMask<SIMD8<Int32>>(repeating: false)
-      for position in 0..<count {
-        let row = p + position * stride + c
-        var v = Lanes(repeating: -.infinity)
-        if lanes == 8 {
-          v = UnsafeRawPointer(row).loadUnaligned(as: Lanes.self)
-        } else {
-          for lane in 0..<lanes { v[lane] = row[lane] }
+    let tracksIndex = indices != nil
+    let vectorWidth = width / 8 * 8
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * width + 8) { floats in
+      withUnsafeTemporaryAllocation(of: Int32.self, capacity: width + 8) { ints in
+        let best = floats.baseAddress!
+        let nanProbe = best + width
+        let bestIndex = ints.baseAddress!
+        best.initialize(repeating: -.infinity, count: width)
+        nanProbe.initialize(repeating: 0, count: width)
+        bestIndex.initialize(repeating: 0, count: width)
+        for position in 0..<count {
+          let row = p + position * stride
+          let here = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: position))
+          var c = 0
+          while c < vectorWidth {
+            let v = load(row, c)
+            var top = UnsafeRawPointer(best + c).loadUnaligned(as: Lanes.self)
+            let greater = v .> top
+            top.replace(with: v, where: greater)
+            UnsafeMutableRawPointer(best + c).storeBytes(of: top, as: Lanes.self)
+            if tracksIndex {
+              var at = UnsafeRawPointer(bestIndex + c).loadUnaligned(as: SIMD8<Int32>.self)
+              at.replace(with: here, where: greater)
+              UnsafeMutableRawPointer(bestIndex + c).storeBytes(of: at, as: SIMD8<Int32>.self)
+            }
+            // v * 0 is NaN for NaN (and ±Inf) inputs; the rescan below tells them apart.
+            let probe = UnsafeRawPointer(nanProbe + c).loadUnaligned(as: Lanes.self) + v * 0
+            UnsafeMutableRawPointer(nanProbe + c).storeBytes(of: probe, as: Lanes.self)
+            c += 8
+          }
+          while c < width {
+            if row[c] > best[c] {
+              best[c] = row[c]
+              bestIndex[c] = Int32(truncatingIfNeeded: position)
+            }
+            nanProbe[c] += row[c] * 0
+            c += 1
+          }
         }
-        let greater = v .> best
-        best.replace(with: v, where: greater)
-        bestIndex.replace(with: SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: position)), where: greater)
-        sawNaN = sawNaN .| (v .!= v)
-      }
-      for lane in 0..<lanes {
-        var value = best[lane]
-        var index = Int(bestIndex[lane])
-        if sawNaN[lane] {
-          value = .nan
-          index = 0
-          while !p[index * stride + c + lane].isNaN { index += 1 }
+        for c in 0..<width {
+          var value = best[c]
+          var index = Int(bestIndex[c])
+          if nanProbe[c].isNaN {
+            var position = 0
+            while position < count, !p[position * stride + c].isNaN { position += 1 }
+            if position < count {
+              value = .nan
+              index = position
+            }
+          }
+          out[c * outStride] = value
+          indices?[c * outStride] = Int64(index)
         }
-        out[(c + lane) * outStride] = value
-        indices[(c + lane) * outStride] = Int64(index)
       }
-      c += 8
     }
   }
 }

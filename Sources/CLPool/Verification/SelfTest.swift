@@ -168,8 +168,14 @@ public struct PreparedSelfTest: Sendable {
       let output = try backend.globalAveragePool(inputs[0], layout: layout, keepDims: false)
       return CrossCheck.averagePool(output.scalars, reference: (mean, meanAbs))
     case (.maxPool(let layout), .max(let values, let indices)):
-      let output = try backend.globalMaxPool(inputs[0], layout: layout, keepDims: false, returnIndices: true)
-      return CrossCheck.maxPool(output.values.scalars, indices: output.indices, reference: (values, indices))
+      // Backends may take a faster path without positions: check the values of both.
+      let withIndices = try backend.globalMaxPool(inputs[0], layout: layout, keepDims: false, returnIndices: true)
+      let outcome = CrossCheck.maxPool(withIndices.values.scalars, indices: withIndices.indices, reference: (values, indices))
+      guard outcome.passed else { return outcome }
+      let valuesOnly = try backend.globalMaxPool(inputs[0], layout: layout, keepDims: false, returnIndices: false)
+      var second = CrossCheck.maxPool(valuesOnly.values.scalars, indices: nil, reference: (values, indices))
+      if let mismatch = second.mismatch { second.mismatch = "without indices: " + mismatch }
+      return second
     case (.dense(let weightLayout, let activation, _), .dense(let expected)):
       let output = try backend.dense(
         inputs[0], weight: inputs[1], bias: inputs.count > 2 ? inputs[2] : nil,

@@ -48,6 +48,7 @@ let libraryTargets: [Target] = [
     resources: [
       .embedInCode("../../Kernels/pool.cl"),
       .embedInCode("../../Kernels/dense.cl"),
+      .embedInCode("../../Kernels/head.cl"),
     ]
   ),
   .executableTarget(

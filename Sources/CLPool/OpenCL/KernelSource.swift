@@ -1,6 +1,7 @@
 /// The OpenCL C sources from Kernels/, embedded into the library at build time (Package.swift).
 /// This is the only file that touches the generated `PackageResources` accessor.
 enum KernelSource {
-  static let pool = String(decoding: PackageResources.pool_cl, as: UTF8.self)
-  static let dense = String(decoding: PackageResources.dense_cl, as: UTF8.self)
+  /// One program holds every kernel: head.cl builds on the helpers of pool.cl and dense.cl.
+  static let program = [PackageResources.pool_cl, PackageResources.dense_cl, PackageResources.head_cl]
+    .map { String(decoding: $0, as: UTF8.self) }.joined(separator: "\n")
 }

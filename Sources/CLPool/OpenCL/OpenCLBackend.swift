@@ -27,8 +27,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private let options: BackendOptions
   private let context: CLContext
   private let queue: CLQueue
-  private let poolProgram: CLProgram
-  private let denseProgram: CLProgram
+  private let program: CLProgram
   private let workGroupSize: Int
   private let lock = NSLock()  // serialises calls; guards `lastEvents`
   private var lastEvents: [CLEvent] = []
@@ -55,16 +54,12 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     queue = try CLQueue(context: context, device: device.handles.device)
     var groupSize = 1
     while groupSize * 2 <= min(256, device.maxWorkGroupSize) { groupSize *= 2 }
-    let common = "-cl-std=CL1.2 \(buildOptions)"
-    poolProgram = try cache.program(
-      source: KernelSource.pool, options: "-DWG_SIZE=\(groupSize) \(common)", device: device,
-      context: context)
-    denseProgram = try cache.program(
-      source: KernelSource.dense,
-      options: "-DROWS=\(Self.denseRows) \(common)", device: device,
-      context: context)
+    program = try cache.program(
+      source: KernelSource.program,
+      options: "-DWG_SIZE=\(groupSize) -DROWS=\(Self.denseRows) -cl-std=CL1.2 \(buildOptions)",
+      device: device, context: context)
     // A GPU whose registers cannot hold WG_SIZE work-items of the tree kernel falls back to loops.
-    let treeKernel = try CLKernel(program: poolProgram, name: "gmp_rows_wg")
+    let treeKernel = try CLKernel(program: program, name: "gmp_rows_wg")
     var treeLimit = 0
     try check(
       clGetKernelWorkGroupInfo(
@@ -188,11 +183,11 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         global = [Self.roundUp((geometry.channels + 7) / 8, 8), geometry.batch * chunks]
       }
       if average { arguments.append(.float(divisor)) }
-      let kernel = try CLKernel(program: poolProgram, name: kernelName)
+      let kernel = try CLKernel(program: program, name: kernelName)
       try kernel.setArguments(arguments)
       var events = [try queue.launch(kernel, global: global, local: local)]
       if chunks > 1 {
-        let combine = try CLKernel(program: poolProgram, name: average ? "gap_combine" : "gmp_combine")
+        let combine = try CLKernel(program: program, name: average ? "gap_combine" : "gmp_combine")
         if average {
           try combine.setArguments([
             .buffer(partial), .buffer(output), .uint64(UInt64(planes)), .uint32(UInt32(chunks)),
@@ -216,7 +211,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     return (values, indices)
   }
 
-  // MARK: Dense
+  // MARK: Dense and the fused head
 
   public func dense(
     _ input: Tensor, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
@@ -225,57 +220,128 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let geometry = try DenseGeometry(
       input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
     let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
+    guard n > 0, m > 0 else { return try Tensor(shape: geometry.outputShape, repeating: 0) }
+    try checkDense(geometry, input: input, weight: weight)
     var output = [Float](repeating: 0, count: n * m)
-    guard n > 0, m > 0 else { return try Tensor(shape: geometry.outputShape, scalars: output) }
+    try lock.withLock {
+      try withDenseBuffers(input, weight, bias, outputs: n * m) { x, w, b, y in
+        var events: [CLEvent] = []
+        let weightInOut = try inOutWeight(w, geometry, &events)
+        // Batches smaller than a tile run one row per work-item (GEMV) instead of padding the tile.
+        let singleRow = n < Self.denseRows
+        let kernel = try CLKernel(program: program, name: singleRow ? "dense_in_out_single_row" : "dense_in_out")
+        try kernel.setArguments([
+          .buffer(x), .buffer(weightInOut), .buffer(b), .buffer(y), .uint32(UInt32(n)), .uint32(UInt32(k)),
+          .uint32(UInt32(m)), .int32(b == nil ? 0 : 1), .int32(Self.elementwiseCode(activation)),
+        ])
+        let columnItems = (m + 15) / 16
+        let rowItems = singleRow ? n : (n + Self.denseRows - 1) / Self.denseRows
+        // Work-groups along the rows share W's column strip (16 measured best on PoCL); a GEMV
+        // runs one work-item per group, which PoCL spreads over its cores best.
+        let local = singleRow ? [1, 1] : [1, min(Self.denseRowGroup, rowItems)]
+        events.append(
+          try queue.launch(
+            kernel, global: [Self.roundUp(columnItems, local[0]), Self.roundUp(rowItems, local[1])], local: local))
+        try finishDense(y, rows: n, columns: m, activation, into: &output, &events)
+      }
+    }
+    return try Tensor(shape: geometry.outputShape, scalars: output)
+  }
+
+  /// GAP and dense in one launch (Kernels/head.cl): the pooled [N, C] rows stay on the device.
+  public func head(
+    _ features: Tensor, layout: Layout, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
+    activation: Activation
+  ) throws -> Tensor {
+    let pool = try PoolGeometry(shape: features.shape, layout: layout)
+    let geometry = try DenseGeometry(
+      input: [pool.batch, pool.channels], weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
+    let (n, c, m) = (geometry.rows, geometry.inputs, geometry.outputs)
+    guard n > 0, m > 0 else { return try Tensor(shape: geometry.outputShape, repeating: 0) }
+    try checkAllocation(features.count * 4, what: "head input \(Tensor.describe(features.shape))")
+    try checkDense(geometry, input: try Tensor(shape: [0, c], scalars: []), weight: weight)
+    let rowGroups = (n + Self.denseRows - 1) / Self.denseRows
+    // Enough column groups that every compute unit has work even for a batch of one.
+    let groupWidth = 16
+    let columnGroups = max(1, min((m + 16 * groupWidth - 1) / (16 * groupWidth), (device.computeUnits * 4 + rowGroups - 1) / rowGroups))
+    var output = [Float](repeating: 0, count: n * m)
+    try lock.withLock {
+      try withDenseBuffers(features, weight, bias, outputs: n * m) { x, w, b, y in
+        var events: [CLEvent] = []
+        let weightInOut = try inOutWeight(w, geometry, &events)
+        let pooled = try CLBuffer(context: context, bytes: rowGroups * Self.denseRows * c * 4, flags: cl_mem_flags(CL_MEM_READ_WRITE))
+        let kernel = try CLKernel(program: program, name: "head_avg")
+        try kernel.setArguments([
+          .buffer(x), .buffer(weightInOut), .buffer(b), .buffer(y), .buffer(pooled), .uint32(UInt32(n)),
+          .uint32(UInt32(c)), .uint64(UInt64(pool.spatialSize)), .uint32(UInt32(m)), .int32(b == nil ? 0 : 1),
+          .int32(Self.elementwiseCode(activation)), .int32(layout == .channelsLast ? 1 : 0),
+        ])
+        events.append(try queue.launch(kernel, global: [columnGroups * groupWidth, rowGroups], local: [groupWidth, 1]))
+        try finishDense(y, rows: n, columns: m, activation, into: &output, &events)
+      }
+    }
+    return try Tensor(shape: geometry.outputShape, scalars: output)
+  }
+
+  private func checkDense(_ geometry: DenseGeometry, input: Tensor, weight: Tensor) throws {
+    let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
     guard n <= UInt32.max, k <= UInt32.max, m <= UInt32.max else {
       throw CLPoolError.sizeLimit("dense \(n)x\(k)x\(m) exceeds the kernels' limit of \(UInt32.max) per dimension")
     }
     try checkAllocation(input.count * 4, what: "dense input \(Tensor.describe(input.shape))")
     try checkAllocation(weight.count * 4, what: "dense weight \(Tensor.describe(weight.shape))")
     try checkAllocation(n * m * 4, what: "dense output \(n)x\(m)")
-    try lock.withLock {
-      try input.scalars.withUnsafeBytes { inputBytes in
+  }
+
+  /// Device buffers over the host input, weight and bias (alive for `body`) and a fresh output.
+  private func withDenseBuffers(
+    _ input: Tensor, _ weight: Tensor, _ bias: Tensor?, outputs: Int,
+    _ body: (CLBuffer, CLBuffer, CLBuffer?, CLBuffer) throws -> Void
+  ) throws {
+    try input.scalars.withUnsafeBytes { inputBytes in
       try weight.scalars.withUnsafeBytes { weightBytes in
-      try (bias?.scalars ?? []).withUnsafeBytes { biasBytes in
-      let x = try upload(inputBytes)
-      let w = try upload(weightBytes)
-      let b = bias == nil ? nil : try upload(biasBytes)
-      let y = try outputBuffer(floats: n * m)
-      let elementwise: Int32 = activation == .relu ? 1 : activation == .sigmoid ? 2 : 0
-      var events: [CLEvent] = []
-      var weightInOut = w
-      if weightLayout == .outIn {  // [M, K] → [K, M] once, so one kernel serves both layouts
-        weightInOut = try CLBuffer(context: context, bytes: k * m * 4, flags: cl_mem_flags(CL_MEM_READ_WRITE))
-        let transpose = try CLKernel(program: denseProgram, name: "transpose")
-        try transpose.setArguments([.buffer(w), .buffer(weightInOut), .uint32(UInt32(m)), .uint32(UInt32(k))])
-        events.append(try queue.launch(transpose, global: [Self.roundUp(k, 8), Self.roundUp(m, 8)], local: [8, 8]))
-      }
-      // Batches smaller than a tile run one row per work-item (GEMV) instead of padding the tile.
-      let singleRow = n < Self.denseRows
-      let kernel = try CLKernel(program: denseProgram, name: singleRow ? "dense_in_out_single_row" : "dense_in_out")
-      try kernel.setArguments([
-        .buffer(x), .buffer(weightInOut), .buffer(b), .buffer(y), .uint32(UInt32(n)), .uint32(UInt32(k)),
-        .uint32(UInt32(m)), .int32(b == nil ? 0 : 1), .int32(elementwise),
-      ])
-      let columnItems = (m + 15) / 16
-      let rowItems = singleRow ? n : (n + Self.denseRows - 1) / Self.denseRows
-      // Work-groups along the rows share W's column strip; a GEMV groups along the columns.
-      let local = singleRow ? [1, 1] : [1, min(Self.denseRowGroup, rowItems)]
-      events.append(
-        try queue.launch(
-          kernel, global: [Self.roundUp(columnItems, local[0]), Self.roundUp(rowItems, local[1])], local: local))
-      if activation == .softmax {
-        let softmax = try CLKernel(program: denseProgram, name: "softmax_rows")
-        try softmax.setArguments([.buffer(y), .uint32(UInt32(n)), .uint32(UInt32(m))])
-        events.append(try queue.launch(softmax, global: [Self.roundUp(n, 8)]))
-      }
-      try output.withUnsafeMutableBytes { try queue.read(y, into: $0) }
-      lastEvents = events
-      }
-      }
+        try (bias?.scalars ?? []).withUnsafeBytes { biasBytes in
+          try body(
+            try upload(inputBytes), try upload(weightBytes), bias == nil ? nil : try upload(biasBytes),
+            try outputBuffer(floats: outputs))
+        }
       }
     }
-    return try Tensor(shape: geometry.outputShape, scalars: output)
+  }
+
+  /// The weight as [K, M]: an out-in [M, K] weight is transposed once on the device, so one
+  /// kernel serves both layouts.
+  private func inOutWeight(_ w: CLBuffer, _ geometry: DenseGeometry, _ events: inout [CLEvent]) throws -> CLBuffer {
+    guard geometry.weightLayout == .outIn else { return w }
+    let (k, m) = (geometry.inputs, geometry.outputs)
+    let transposed = try CLBuffer(context: context, bytes: k * m * 4, flags: cl_mem_flags(CL_MEM_READ_WRITE))
+    let transpose = try CLKernel(program: program, name: "transpose")
+    try transpose.setArguments([.buffer(w), .buffer(transposed), .uint32(UInt32(m)), .uint32(UInt32(k))])
+    events.append(try queue.launch(transpose, global: [Self.roundUp(k, 8), Self.roundUp(m, 8)], local: [8, 8]))
+    return transposed
+  }
+
+  /// Row softmax when asked for, then the read-back; records the call's events.
+  private func finishDense(
+    _ y: CLBuffer, rows: Int, columns: Int, _ activation: Activation, into output: inout [Float],
+    _ events: inout [CLEvent]
+  ) throws {
+    if activation == .softmax {
+      let softmax = try CLKernel(program: program, name: "softmax_rows")
+      try softmax.setArguments([.buffer(y), .uint32(UInt32(rows)), .uint32(UInt32(columns))])
+      events.append(try queue.launch(softmax, global: [Self.roundUp(rows, 8)]))
+    }
+    try output.withUnsafeMutableBytes { try queue.read(y, into: $0) }
+    lastEvents = events
+  }
+
+  /// dense.cl's ACTIVATION_* codes for the element-wise activations fused into the product.
+  private static func elementwiseCode(_ activation: Activation) -> Int32 {
+    switch activation {
+    case .relu: return 1
+    case .sigmoid: return 2
+    case .none, .softmax: return 0
+    }
   }
 
   // MARK: Buffers

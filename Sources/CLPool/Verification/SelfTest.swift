@@ -85,6 +85,8 @@ public struct SelfTestCase: Sendable, CustomStringConvertible {
       SelfTestCase(.dense(.outIn, .relu, bias: true), [17, 31, 9]),
       SelfTestCase(.head(.channelsFirst, .softmax), [8, 2048, 7, 7, 1000]),
       SelfTestCase(.head(.channelsLast, .none), [3, 64, 5, 5, 10]),
+      SelfTestCase(.head(.channelsFirst, .relu), [13, 37, 3, 1, 29]),
+      SelfTestCase(.head(.channelsLast, .sigmoid), [1, 5, 2, 3, 4, 17]),
     ]
     return cases
   }()
@@ -182,9 +184,9 @@ public struct PreparedSelfTest: Sendable {
         weightLayout: weightLayout, activation: activation)
       return CrossCheck.dense(output.scalars, reference: expected)
     case (.head(let layout, let activation), .dense(let expected)):
-      let pooled = try backend.globalAveragePool(inputs[0], layout: layout, keepDims: false)
-      let output = try backend.dense(
-        pooled, weight: inputs[1], bias: inputs[2], weightLayout: .inOut, activation: activation)
+      let output = try backend.head(
+        inputs[0], layout: layout, weight: inputs[1], bias: inputs[2], weightLayout: .inOut,
+        activation: activation)
       return CrossCheck.dense(output.scalars, reference: expected)
     default:
       preconditionFailure("reference does not match the operation")

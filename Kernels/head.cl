@@ -1,0 +1,51 @@
+/*
+ * The fused classifier head: y = act(mean_spatial(x) · W + bias), in one launch.
+ *
+ * Built in one program after pool.cl and dense.cl (the host concatenates the three; so does
+ * scripts/lint-kernels), reusing their sum_contiguous / sum_strided and dense_tile, so neither the
+ * reduction nor the matrix product exists twice.
+ *
+ * Algorithm. Work-group (g, b) owns the ROWS batch rows starting at b * ROWS. Phase 1: its
+ * work-items pool those rows' C planes (blocked Kahan sums, scaled by 1 / spatial size) into the
+ * device scratch buffer `pooled` [ceil(N / ROWS) * ROWS, C]; the [N, C] intermediate never
+ * reaches the host. A barrier with a global-memory fence makes the rows visible to the whole
+ * work-group (every work-group reads only rows it wrote, so no cross-group synchronisation is
+ * needed). Phase 2: the work-items compute ROWS x 16 tiles of y from `pooled` and W, column
+ * strips from g * 16 * local size on, stepping by the whole grid's width. When the grid has
+ * several column groups (small batches, so every core has work), each group pools its rows
+ * again: cheap next to the product, and it keeps one launch.
+ *
+ * W is [C, M] (in-out); the host transposes an out-in weight first.
+ *
+ * Launch: 2-D, global (G * L, ceil(N / ROWS)), local (L, 1), for G column groups of L
+ * work-items; `pooled` holds at least ceil(N / ROWS) * ROWS * C floats.
+ */
+
+/* From pool.cl and dense.cl (declared here so this file also compiles, and lints, on its own). */
+#ifndef ROWS
+#define ROWS 6 /* dense.cl's default; the host passes -DROWS to the whole program */
+#endif
+float sum_contiguous(__global const float *p, ulong len);
+float sum_strided(__global const float *p, ulong len, ulong stride);
+void dense_tile(__global const float *x, __global const float *w, __global const float *bias,
+                __global float *y, uint n_dim, uint k_dim, uint m_dim, int has_bias, int activation,
+                const uint rows, uint r0, uint m0);
+
+__kernel void head_avg(__global const float *x, __global const float *w,
+                       __global const float *bias, __global float *y, __global float *pooled,
+                       uint n_dim, uint channels, ulong spatial, uint m_dim, int has_bias,
+                       int activation, int channels_last) {
+  uint lid = (uint)get_local_id(0), size = (uint)get_local_size(0);
+  uint r0 = (uint)get_group_id(1) * ROWS;
+  for (uint i = lid; i < ROWS * channels; i += size) {
+    uint r = i / channels, c = i % channels;
+    ulong n = min(r0 + r, n_dim - 1);
+    float sum = channels_last ? sum_strided(x + n * spatial * channels + c, spatial, channels)
+                              : sum_contiguous(x + (n * channels + c) * spatial, spatial);
+    pooled[(ulong)(r0 + r) * channels + c] = sum / (float)spatial;
+  }
+  barrier(CLK_GLOBAL_MEM_FENCE);
+  uint strip_step = (uint)get_global_size(0) * 16;
+  for (uint m0 = (uint)get_global_id(0) * 16; m0 < m_dim; m0 += strip_step)
+    dense_tile(pooled, w, bias, y, n_dim, channels, m_dim, has_bias, activation, ROWS, r0, m0);
+}

@@ -57,6 +57,8 @@ public struct BenchmarkResult: Encodable, Sendable {
   public let op: String
   public let shape: [Int]
   public let layout: String?
+  /// Head only: the output width.
+  public let classes: Int?
   public let backend: String
   public let device: String
   public let median_s: Double
@@ -125,7 +127,8 @@ public enum Benchmark {
     let median = Self.median(times)
     return BenchmarkResult(
       op: testCase.operation.rawValue, shape: testCase.shape,
-      layout: testCase.operation == .dense ? nil : testCase.layout.rawValue, backend: backend.kind.rawValue,
+      layout: testCase.operation == .dense ? nil : testCase.layout.rawValue,
+      classes: testCase.operation == .head ? testCase.classes : nil, backend: backend.kind.rawValue,
       device: backend.deviceName, median_s: median, min_s: times.min()!,
       kernel_median_s: kernelTimes.isEmpty ? nil : Self.median(kernelTimes), bytes: bytes, flops: flops,
       gbps: bytes / median / 1e9, gflops: flops.map { $0 / median / 1e9 }, repetitions: times.count)

@@ -93,6 +93,12 @@ private struct ResultTable {
       let slowestText = slowest.map { String(format: "slowest %@ %@ %.3f s", $0.testCase.label, Tensor.describe($0.testCase.shape), $0.seconds) } ?? ""
       print("  \(backend.label): \(mine.filter(\.passed).count)/\(mine.count) passed, \(slowestText)")
     }
+    let cache = ProgramCache.shared.statistics
+    if backends.contains(where: { $0.kind == .opencl }) {
+      print(String(
+        format: "OpenCL programs: %d compiled, %d from the disk cache, %d from memory, %.2f s",
+        cache.sourceBuilds, cache.diskHits, cache.memoryHits, ProgramCache.shared.secondsSpent))
+    }
     print(String(format: "seed %llu, %.1f s", seed, seconds))
     print("selftest: \(results.count - failed) passed, \(failed) failed")
   }

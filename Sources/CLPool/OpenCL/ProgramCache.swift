@@ -37,6 +37,10 @@ public final class ProgramCache: @unchecked Sendable {
 
   public var statistics: Statistics { lock.withLock { counts } }
 
+  /// Wall-clock seconds spent getting programs (compiling, or loading binaries) so far.
+  public var secondsSpent: Double { lock.withLock { seconds } }
+  private var seconds = 0.0
+
   public static func defaultDirectory(
     environment: [String: String] = ProcessInfo.processInfo.environment
   ) -> URL? {
@@ -57,6 +61,11 @@ public final class ProgramCache: @unchecked Sendable {
   func program(source: String, options: String, device: OpenCLDevice, context: CLContext) throws
     -> CLProgram
   {
+    let start = DispatchTime.now().uptimeNanoseconds
+    defer {
+      let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+      lock.withLock { seconds += elapsed }
+    }
     let key = [
       "clpool-program-v1", device.platformName, device.platformVersion, device.name,
       device.driverVersion, options, ProgramCache.digest(source),

@@ -332,3 +332,40 @@ __kernel void gmp_combine(__global const float *partial, __global const long *pa
   out[row] = best;
   if (indices) indices[row] = best_index;
 }
+
+/* ------------------------------------------------- backward passes */
+
+/* Backward of global pooling: one work-item per input element, each written exactly once (no
+ * atomics, deterministic). Element i of the input lies in plane n * channels + c at spatial
+ * position s: channels-first i = (n * C + c) * S + s, channels-last i = (n * S + s) * C + c.
+ * Launch: 1-D, global size >= count (the input's element count). */
+inline ulong plane_of(ulong i, ulong channels, ulong spatial, int channels_last, ulong *position) {
+  if (channels_last) {
+    ulong sample_position = i / channels;
+    *position = sample_position % spatial;
+    return (sample_position / spatial) * channels + i % channels;
+  }
+  *position = i % spatial;
+  return i / spatial;
+}
+
+/* dx = dz / S, broadcast over each plane. */
+__kernel void gap_backward(__global const float *dz, __global float *dx, ulong count,
+                           ulong channels, ulong spatial, int channels_last) {
+  ulong i = get_global_id(0);
+  if (i >= count) return;
+  ulong position;
+  ulong plane = plane_of(i, channels, spatial, channels_last, &position);
+  dx[i] = dz[plane] / (float)spatial;
+}
+
+/* dx = dz at each plane's first-maximum position (from the forward pass), 0 elsewhere. */
+__kernel void gmp_backward(__global const float *dz, __global const long *indices,
+                           __global float *dx, ulong count, ulong channels, ulong spatial,
+                           int channels_last) {
+  ulong i = get_global_id(0);
+  if (i >= count) return;
+  ulong position;
+  ulong plane = plane_of(i, channels, spatial, channels_last, &position);
+  dx[i] = (long)position == indices[plane] ? dz[plane] : 0.0f;
+}

@@ -45,6 +45,17 @@ public protocol Backend: AnyObject, Sendable {
     activation: Activation
   ) throws -> Tensor
 
+  /// Gradient of global average pooling: dx = dz / (spatial size), broadcast over each plane.
+  /// - Parameters:
+  ///   - gradient: dz, [N, C] or the keep-dims output shape.
+  ///   - inputShape: the forward input's shape.
+  func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor
+
+  /// Gradient of global max pooling: each plane's dz goes to the forward pass's first-maximum
+  /// position (`indices`, as `globalMaxPool(returnIndices: true)` gives them), zero elsewhere.
+  func globalMaxPoolBackward(_ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout)
+    throws -> Tensor
+
   /// The classifier head: dense(globalAveragePool(features)) with bias and activation. Backends
   /// that can fuse the two do so; the default composes them.
   func head(
@@ -65,6 +76,38 @@ extension Backend {
       weightLayout: weightLayout)
     let pooled = try globalAveragePool(features, layout: layout, keepDims: false)
     return try dense(pooled, weight: weight, bias: bias, weightLayout: weightLayout, activation: activation)
+  }
+
+  /// Gradients of a dense layer's linear part, y = x · W + b, given dy = ∂L/∂y (before any
+  /// activation): dx = dy · Wᵀ, dW = xᵀ · dy (returned in `weightLayout`), db = Σ_n dy. All three
+  /// run on the backend's dense operation.
+  public func denseBackward(
+    _ gradient: Tensor, input: Tensor, weight: Tensor, weightLayout: WeightLayout
+  ) throws -> DenseGradients {
+    let geometry = try DenseGeometry(input: input.shape, weight: weight.shape, bias: nil, weightLayout: weightLayout)
+    let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
+    guard gradient.shape == [n, m] else {
+      throw CLPoolError.invalidShape(
+        "dense gradient must be [N,M] = [\(n),\(m)] to match input \(Tensor.describe(input.shape)) and weight \(Tensor.describe(weight.shape)), got \(Tensor.describe(gradient.shape))")
+    }
+    guard n > 0, m > 0 else {  // nothing flows back: zero gradients of the right shapes
+      return DenseGradients(
+        input: try Tensor(shape: [n, k], repeating: 0), weight: try Tensor(shape: weight.shape, repeating: 0),
+        bias: try Tensor(shape: [m], repeating: 0))
+    }
+    // dx [N,K] = dy [N,M] · Wᵀ: W [K,M] read as out-in, or W [M,K] read as in-out.
+    let dx = try dense(
+      gradient, weight: weight, bias: nil, weightLayout: weightLayout == .inOut ? .outIn : .inOut,
+      activation: .none)
+    // dW = xᵀ · dy [K,M] (in-out) or dyᵀ · x [M,K] (out-in).
+    let dw =
+      weightLayout == .inOut
+      ? try dense(try input.transposed(), weight: gradient, bias: nil, weightLayout: .inOut, activation: .none)
+      : try dense(try gradient.transposed(), weight: input, bias: nil, weightLayout: .inOut, activation: .none)
+    // db [M] = ones [1,N] · dy.
+    let db = try dense(
+      try Tensor(shape: [1, n], repeating: 1), weight: gradient, bias: nil, weightLayout: .inOut, activation: .none)
+    return DenseGradients(input: dx, weight: dw, bias: try db.reshaped([m]))
   }
 
   /// The class activation map of one sample: cam[h, w] = Σ_c W[c, k] · x[c, h, w], bias excluded
@@ -138,4 +181,11 @@ extension Backend {
 
   /// "opencl: pthread-haswell-AMD EPYC (Portable Computing Language)" or "cpu: ...".
   public var label: String { "\(kind.rawValue): \(deviceName)" }
+}
+
+/// The gradients `Backend.denseBackward` returns, each shaped like what it is the gradient of.
+public struct DenseGradients: Equatable, Sendable {
+  public var input: Tensor
+  public var weight: Tensor
+  public var bias: Tensor
 }

@@ -87,6 +87,36 @@ public struct PoolGeometry: Equatable, Sendable {
   /// Number of (n, c) planes, which is also the number of outputs.
   public var planes: Int { batch * channels }
 
+  /// Checks a pooling gradient: [N, C] or the keep-dims output shape.
+  public func checkGradient(_ gradient: [Int]) throws {
+    guard gradient == outputShape(keepDims: false) || gradient == outputShape(keepDims: true) else {
+      throw CLPoolError.invalidShape(
+        "pooling gradient must be \(Tensor.describe(outputShape(keepDims: false))) or \(Tensor.describe(outputShape(keepDims: true))) for input \(Tensor.describe(shape)), got \(Tensor.describe(gradient))")
+    }
+  }
+
+  /// Checks max-pool indices: one per plane, each a position inside its plane.
+  public func checkIndices(_ indices: [Int64]) throws {
+    guard indices.count == planes else {
+      throw CLPoolError.invalidShape("max-pool indices must number \(planes) (one per plane), got \(indices.count)")
+    }
+    if let bad = indices.first(where: { $0 < 0 || $0 >= Int64(spatialSize) }) {
+      throw CLPoolError.invalidArgument("max-pool index \(bad) is outside the plane's 0..<\(spatialSize) positions")
+    }
+  }
+
+  /// Where input element `i` lies: its plane (n · C + c) and its spatial position.
+  @inline(__always)
+  public func planeAndPosition(of i: Int) -> (plane: Int, position: Int) {
+    switch layout {
+    case .channelsFirst:
+      return (i / spatialSize, i % spatialSize)
+    case .channelsLast:
+      let samplePosition = i / channels
+      return ((samplePosition / spatialSize) * channels + i % channels, samplePosition % spatialSize)
+    }
+  }
+
   /// `[N, C]`, or with `keepDims` the input's rank with every spatial axis set to 1.
   public func outputShape(keepDims: Bool) -> [Int] {
     guard keepDims else { return [batch, channels] }

@@ -31,6 +31,17 @@ public struct Tensor: Equatable, Sendable {
     try Tensor(shape: newShape, scalars: scalars)
   }
 
+  /// The transpose of a rank-2 tensor.
+  public func transposed() throws -> Tensor {
+    guard rank == 2 else { throw CLPoolError.invalidShape("transpose takes a rank-2 tensor, got \(Tensor.describe(shape))") }
+    let (rows, columns) = (shape[0], shape[1])
+    var result = [Float](repeating: 0, count: count)
+    for r in 0..<rows {
+      for c in 0..<columns { result[c * rows + r] = scalars[r * columns + c] }
+    }
+    return try Tensor(shape: [columns, rows], scalars: result)
+  }
+
   /// Product of the dimensions, refusing negative sizes and overflow.
   public static func elementCount(of shape: [Int]) throws -> Int {
     var count = 1

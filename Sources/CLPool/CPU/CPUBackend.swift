@@ -134,6 +134,37 @@ public final class CPUBackend: Backend, @unchecked Sendable {
       indices: returnIndices ? indices : nil)
   }
 
+  public func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor {
+    let geometry = try PoolGeometry(shape: inputShape, layout: layout)
+    try geometry.checkGradient(gradient.shape)
+    let divisor = Float(geometry.spatialSize)
+    var dx = outputBuffer(try Tensor.elementCount(of: inputShape))
+    dx.withUnsafeMutableBufferPointer { out in
+      parallelFor(out.count, grain: 1 << 16) { range in
+        for i in range { out[i] = gradient.scalars[geometry.planeAndPosition(of: i).plane] / divisor }
+      }
+    }
+    return try Tensor(shape: inputShape, scalars: dx)
+  }
+
+  public func globalMaxPoolBackward(
+    _ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout
+  ) throws -> Tensor {
+    let geometry = try PoolGeometry(shape: inputShape, layout: layout)
+    try geometry.checkGradient(gradient.shape)
+    try geometry.checkIndices(indices)
+    var dx = outputBuffer(try Tensor.elementCount(of: inputShape))
+    dx.withUnsafeMutableBufferPointer { out in
+      parallelFor(out.count, grain: 1 << 16) { range in
+        for i in range {
+          let (plane, position) = geometry.planeAndPosition(of: i)
+          out[i] = Int64(position) == indices[plane] ? gradient.scalars[plane] : 0
+        }
+      }
+    }
+    return try Tensor(shape: inputShape, scalars: dx)
+  }
+
   static func chunking(_ geometry: PoolGeometry) -> Chunking {
     Chunking(
       length: geometry.spatialSize, maximumChunks: Int.max,

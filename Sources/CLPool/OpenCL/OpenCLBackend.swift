@@ -225,6 +225,50 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     return (output, outputIndices)
   }
 
+  // MARK: Pooling backward
+
+  public func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor {
+    let geometry = try PoolGeometry(shape: inputShape, layout: layout)
+    try geometry.checkGradient(gradient.shape)
+    return try poolBackward(gradient, indices: nil, geometry)
+  }
+
+  public func globalMaxPoolBackward(
+    _ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout
+  ) throws -> Tensor {
+    let geometry = try PoolGeometry(shape: inputShape, layout: layout)
+    try geometry.checkGradient(gradient.shape)
+    try geometry.checkIndices(indices)
+    return try poolBackward(gradient, indices: indices, geometry)
+  }
+
+  /// One work-item per input element (Kernels/pool.cl gap_backward / gmp_backward).
+  private func poolBackward(_ gradient: Tensor, indices: [Int64]?, _ geometry: PoolGeometry) throws -> Tensor {
+    let count = try Tensor.elementCount(of: geometry.shape)
+    var dx = [Float](repeating: 0, count: count)
+    guard count > 0 else { return try Tensor(shape: geometry.shape, scalars: dx) }
+    try checkAllocation(count * 4, what: "pooling gradient \(Tensor.describe(geometry.shape))")
+    try lock.withLock {
+      try gradient.scalars.withUnsafeBytes { dzBytes in
+        try (indices ?? []).withUnsafeBytes { indexBytes in
+          let output = try outputBuffer(floats: count)
+          let kernel = try CLKernel(program: program, name: indices == nil ? "gap_backward" : "gmp_backward")
+          var arguments: [KernelArgument] = [.buffer(try upload(dzBytes))]
+          if indices != nil { arguments.append(.buffer(try upload(indexBytes))) }
+          arguments += [
+            .buffer(output), .uint64(UInt64(count)), .uint64(UInt64(geometry.channels)),
+            .uint64(UInt64(geometry.spatialSize)), .int32(geometry.layout == .channelsLast ? 1 : 0),
+          ]
+          try kernel.setArguments(arguments)
+          let events = [try queue.launch(kernel, global: [Self.roundUp(count, 256)], local: [min(256, device.maxWorkGroupSize)])]
+          try dx.withUnsafeMutableBytes { try queue.read(output, into: $0) }
+          lastEvents = events
+        }
+      }
+    }
+    return try Tensor(shape: geometry.shape, scalars: dx)
+  }
+
   // MARK: Dense and the fused head
 
   public func dense(

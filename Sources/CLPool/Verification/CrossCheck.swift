@@ -72,6 +72,22 @@ public enum CrossCheck {
     return outcome
   }
 
+  /// Every element must equal the reference rounded to float32 (NaN matching NaN).
+  public static func exact(_ output: [Float], reference: [Double]) -> CheckOutcome {
+    var outcome = CheckOutcome(maxError: 0, tolerance: 0, mismatch: nil)
+    guard output.count == reference.count else {
+      outcome.mismatch = "\(output.count) outputs, expected \(reference.count)"
+      return outcome
+    }
+    for (i, value) in output.enumerated() {
+      let expected = Float(reference[i])
+      guard value.bitPattern != expected.bitPattern, !(value.isNaN && expected.isNaN), value != expected else { continue }
+      outcome.maxError = max(outcome.maxError, abs(Double(value) - reference[i]).isNaN ? .infinity : abs(Double(value) - reference[i]))
+      if outcome.mismatch == nil { outcome.mismatch = "element \(i): got \(value), expected \(expected)" }
+    }
+    return outcome
+  }
+
   /// Relative Frobenius error over the finite reference elements; an output is NaN exactly where
   /// the reference is.
   public static func dense(_ output: [Float], reference: [Double]) -> CheckOutcome {

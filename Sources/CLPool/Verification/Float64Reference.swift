@@ -90,4 +90,60 @@ public enum Float64Reference {
     }
     return y
   }
+
+  /// dx = dz / S broadcast over each plane, in the input's layout.
+  public static func averagePoolBackward(_ dz: [Float], _ geometry: PoolGeometry) -> [Double] {
+    var dx = [Double](repeating: 0, count: geometry.planes * geometry.spatialSize)
+    forEachElement(geometry) { offset, plane, _ in dx[offset] = Double(dz[plane]) / Double(geometry.spatialSize) }
+    return dx
+  }
+
+  /// dz to each plane's first-maximum position, 0 elsewhere.
+  public static func maxPoolBackward(_ dz: [Float], indices: [Int64], _ geometry: PoolGeometry) -> [Double] {
+    var dx = [Double](repeating: 0, count: geometry.planes * geometry.spatialSize)
+    forEachElement(geometry) { offset, plane, position in
+      if Int64(position) == indices[plane] { dx[offset] = Double(dz[plane]) }
+    }
+    return dx
+  }
+
+  /// Visits every input element as (storage offset, plane, spatial position), by nested loops.
+  private static func forEachElement(_ geometry: PoolGeometry, _ body: (Int, Int, Int) -> Void) {
+    let (batch, channels, spatial) = (geometry.batch, geometry.channels, geometry.spatialSize)
+    for n in 0..<batch {
+      for c in 0..<channels {
+        for s in 0..<spatial {
+          let offset =
+            geometry.layout == .channelsFirst
+            ? (n * channels + c) * spatial + s : (n * spatial + s) * channels + c
+          body(offset, n * channels + c, s)
+        }
+      }
+    }
+  }
+
+  /// dx = dy · Wᵀ, dW = xᵀ · dy (in the weight's layout), db = Σ_n dy, in float64.
+  public static func denseBackward(_ dy: [Float], _ x: [Float], _ weight: [Float], _ geometry: DenseGeometry)
+    -> (input: [Double], weight: [Double], bias: [Double])
+  {
+    let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
+    func w(_ i: Int, _ j: Int) -> Double {
+      Double(geometry.weightLayout == .inOut ? weight[i * m + j] : weight[j * k + i])
+    }
+    var dx = [Double](repeating: 0, count: n * k)
+    var dw = [Double](repeating: 0, count: k * m)
+    var db = [Double](repeating: 0, count: m)
+    for row in 0..<n {
+      for j in 0..<m {
+        let g = Double(dy[row * m + j])
+        db[j] += g
+        for i in 0..<k {
+          dx[row * k + i] += g * w(i, j)
+          let slot = geometry.weightLayout == .inOut ? i * m + j : j * k + i
+          dw[slot] += Double(x[row * k + i]) * g
+        }
+      }
+    }
+    return (dx, dw, db)
+  }
 }

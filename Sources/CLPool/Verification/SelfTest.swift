@@ -8,6 +8,10 @@ public struct SelfTestCase: Sendable, CustomStringConvertible {
     case dense(WeightLayout, Activation, bias: Bool)
     /// Global average pool followed by a dense layer with bias and activation.
     case head(Layout, Activation)
+    case averagePoolBackward(Layout)
+    case maxPoolBackward(Layout)
+    /// dx, dW, db of the linear part of a dense layer; shape [N, K, M].
+    case denseBackward(WeightLayout)
   }
 
   public let operation: Operation
@@ -30,6 +34,9 @@ public struct SelfTestCase: Sendable, CustomStringConvertible {
     case .maxPool: return "max"
     case .dense: return "dense"
     case .head: return "head"
+    case .averagePoolBackward: return "avg backward"
+    case .maxPoolBackward: return "max backward"
+    case .denseBackward: return "dense backward"
     }
   }
 
@@ -42,7 +49,10 @@ public struct SelfTestCase: Sendable, CustomStringConvertible {
     }
     var text: String
     switch operation {
-    case .averagePool(let layout), .maxPool(let layout): text = layoutName(layout)
+    case .averagePool(let layout), .maxPool(let layout), .averagePoolBackward(let layout),
+      .maxPoolBackward(let layout):
+      text = layoutName(layout)
+    case .denseBackward(let weightLayout): text = weightLayout.rawValue
     case .dense(let weightLayout, let activation, let bias):
       text = "\(weightLayout.rawValue) \(activation.rawValue)" + (bias ? " +bias" : "")
     case .head(let layout, let activation): text = "\(layoutName(layout)) \(activation.rawValue)"
@@ -88,6 +98,17 @@ public struct SelfTestCase: Sendable, CustomStringConvertible {
       SelfTestCase(.head(.channelsFirst, .relu), [13, 37, 3, 1, 29]),
       SelfTestCase(.head(.channelsLast, .sigmoid), [1, 5, 2, 3, 4, 17]),
     ]
+    for layout in Layout.allCases {
+      for shape in [[8, 2048, 7, 7], [3, 5, 13, 17], [2, 3, 97], [1, 7, 2, 3, 5]] {
+        cases.append(SelfTestCase(.averagePoolBackward(layout), shape))
+        cases.append(SelfTestCase(.maxPoolBackward(layout), shape, special: true))
+      }
+    }
+    for weightLayout in WeightLayout.allCases {
+      cases.append(SelfTestCase(.denseBackward(weightLayout), [8, 2048, 1000]))
+      cases.append(SelfTestCase(.denseBackward(weightLayout), [7, 13, 5]))
+      cases.append(SelfTestCase(.denseBackward(weightLayout), [1, 3, 1]))
+    }
     return cases
   }()
 }
@@ -97,11 +118,15 @@ public struct PreparedSelfTest: Sendable {
   public let testCase: SelfTestCase
   let inputs: [Tensor]
   let reference: Reference
+  /// Max-pool backward: the forward pass's first-max positions.
+  private var forwardIndices: [Int64] = []
 
   enum Reference: Sendable {
     case average(mean: [Double], meanAbs: [Double])
     case max(values: [Double], indices: [Int64])
     case dense([Double])
+    /// Results that must match bit for bit (each is one rounding of the exact value).
+    case exact([Double])
   }
 
   /// Draws the case's data from a generator seeded by `seed` and the case, so one seed
@@ -133,6 +158,27 @@ public struct PreparedSelfTest: Sendable {
       inputs = [x, w] + (b.map { [$0] } ?? [])
       reference = .dense(
         Float64Reference.dense(x.scalars.map(Double.init), w.scalars, b?.scalars, geometry, activation))
+    case .averagePoolBackward(let layout), .maxPoolBackward(let layout):
+      let isMax = { if case .maxPoolBackward = testCase.operation { return true } else { return false } }()
+      let x = try TestData.poolInput(testCase.shape, layout: layout, special: isMax ? .forMax : nil, random: &random)
+      let geometry = try PoolGeometry(shape: x.shape, layout: layout)
+      let dz = try TestData.uniform([geometry.batch, geometry.channels], in: -1..<1, random: &random)
+      let forward = Float64Reference.maxPool(x.scalars, geometry)
+      inputs = [x, dz]
+      forwardIndices = forward.indices
+      reference = .exact(
+        isMax
+          ? Float64Reference.maxPoolBackward(dz.scalars, indices: forward.indices, geometry)
+          : Float64Reference.averagePoolBackward(dz.scalars, geometry))
+    case .denseBackward(let weightLayout):
+      let (n, k, m) = (testCase.shape[0], testCase.shape[1], testCase.shape[2])
+      let x = try TestData.uniform([n, k], in: -1..<1, random: &random)
+      let w = try TestData.uniform(weightLayout == .inOut ? [k, m] : [m, k], in: -1..<1, random: &random)
+      let dy = try TestData.uniform([n, m], in: -1..<1, random: &random)
+      let geometry = try DenseGeometry(input: x.shape, weight: w.shape, bias: nil, weightLayout: weightLayout)
+      inputs = [x, w, dy]
+      let gradients = Float64Reference.denseBackward(dy.scalars, x.scalars, w.scalars, geometry)
+      reference = .dense(gradients.input + gradients.weight + gradients.bias)
     case .head(let layout, let activation):
       let poolShape = Array(testCase.shape.dropLast())
       let (c, m) = (poolShape[1], testCase.shape.last!)
@@ -188,6 +234,16 @@ public struct PreparedSelfTest: Sendable {
         inputs[0], layout: layout, weight: inputs[1], bias: inputs[2], weightLayout: .inOut,
         activation: activation)
       return CrossCheck.dense(output.scalars, reference: expected)
+    case (.averagePoolBackward(let layout), .exact(let expected)):
+      let dx = try backend.globalAveragePoolBackward(inputs[1], inputShape: inputs[0].shape, layout: layout)
+      return CrossCheck.exact(dx.scalars, reference: expected)
+    case (.maxPoolBackward(let layout), .exact(let expected)):
+      let dx = try backend.globalMaxPoolBackward(
+        inputs[1], indices: forwardIndices, inputShape: inputs[0].shape, layout: layout)
+      return CrossCheck.exact(dx.scalars, reference: expected)
+    case (.denseBackward(let weightLayout), .dense(let expected)):
+      let gradients = try backend.denseBackward(inputs[2], input: inputs[0], weight: inputs[1], weightLayout: weightLayout)
+      return CrossCheck.dense(gradients.input.scalars + gradients.weight.scalars + gradients.bias.scalars, reference: expected)
     default:
       preconditionFailure("reference does not match the operation")
     }

@@ -4,7 +4,8 @@ import Foundation
 /// substring>`, which the CLI's `--backend` / `--device` override; for OpenCL backends also
 /// `CLPOOL_BUILD_OPTIONS` (extra compiler options) and `CLPOOL_POOL_VARIANT=auto|item|group`.
 ///
-/// `auto` takes the first OpenCL GPU or accelerator whose kernels build; otherwise the CPU
+/// `auto` takes the first OpenCL GPU or accelerator whose kernels build (as a `DispatchingBackend`,
+/// which sends calls too small for a device launch to the CPU); otherwise the CPU
 /// backend, which on a machine whose only OpenCL device is the CPU itself is the faster of the two
 /// (it runs dense through BLAS; see BENCHMARKS.md). If OpenCL is unavailable or its kernels fail
 /// to build, `auto` says why once on stderr and uses the CPU backend; an explicit `opencl`
@@ -101,7 +102,8 @@ public struct BackendSelection: Equatable, Sendable {
         let candidates = device != nil ? devices : devices.filter(\.isAccelerator)
         for candidate in candidates {
           do {
-            return try openCLBackend(candidate, options)
+            // Calls too small to pay for a launch run on the CPU (break-even measured here).
+            return try DispatchingBackend(device: try openCLBackend(candidate, options), cpu: CPUBackend(options: options))
           } catch {
             note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable, \(Self.firstLine(error)); trying the next")
           }

@@ -29,8 +29,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private let queue: CLQueue
   private let program: CLProgram
   private let workGroupSize: Int
-  private let lock = NSLock()  // serialises calls; guards `lastEvents`
+  private let lock = NSLock()  // serialises calls; guards `lastEvents` and `reusable`
   private var lastEvents: [CLEvent] = []
+  private var reusable: [BufferRole: CLBuffer] = [:]
 
   /// Rows of y per work-item, compiled into dense.cl; the launch geometry depends on it.
   private static let denseRows = 6
@@ -161,16 +162,17 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
   /// Enqueues the pooling of device buffer `x` (planes > 0); the caller holds the lock.
   private func poolOnDevice(
-    _ x: CLBuffer, _ geometry: PoolGeometry, average: Bool, returnIndices: Bool, _ events: inout [CLEvent]
+    _ x: CLBuffer, _ geometry: PoolGeometry, average: Bool, returnIndices: Bool, escapes: Bool = false,
+    _ events: inout [CLEvent]
   ) throws -> (values: CLBuffer, indices: CLBuffer?) {
     let planes = geometry.planes
     let plan = plan(geometry)
     let chunks = plan.chunking.chunks
-    let output = try outputBuffer(floats: planes)
+    let output = try outputBuffer(floats: planes, escapes: escapes)
     let outputIndices = returnIndices ? try indexBuffer(count: planes) : nil
     // With one chunk, pass 1 writes the final values; otherwise partials, folded by pass 2.
-    let partial = chunks == 1 ? output : try scratchBuffer(bytes: planes * chunks * 4)
-    let partialIndices = chunks == 1 ? outputIndices : (average ? nil : try scratchBuffer(bytes: planes * chunks * 8))
+    let partial = chunks == 1 ? output : try reusableBuffer(.partial, bytes: planes * chunks * 4)
+    let partialIndices = chunks == 1 ? outputIndices : (average ? nil : try reusableBuffer(.partialIndices, bytes: planes * chunks * 8))
     let divisor: Float = chunks == 1 ? Float(geometry.spatialSize) : 1
     let kernelName: String
     var arguments: [KernelArgument] = [.buffer(x), .buffer(partial)]
@@ -324,10 +326,10 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   /// Enqueues y = act(x · W + b) on device buffers (N, M > 0); the caller holds the lock.
   private func denseOnDevice(
     _ x: CLBuffer, _ w: CLBuffer, _ b: CLBuffer?, _ geometry: DenseGeometry, _ activation: Activation,
-    _ events: inout [CLEvent]
+    escapes: Bool = false, _ events: inout [CLEvent]
   ) throws -> CLBuffer {
     let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
-    let y = try outputBuffer(floats: n * m)
+    let y = try outputBuffer(floats: n * m, escapes: escapes)
     let weightInOut = try inOutWeight(w, geometry, &events)
     // Batches smaller than a tile run one row per work-item (GEMV) instead of padding the tile.
     let singleRow = n < Self.denseRows
@@ -351,7 +353,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   /// Enqueues the fused head on device buffers (N, M > 0); the caller holds the lock.
   private func headOnDevice(
     _ x: CLBuffer, _ w: CLBuffer, _ b: CLBuffer?, _ pool: PoolGeometry, _ geometry: DenseGeometry,
-    _ activation: Activation, _ events: inout [CLEvent]
+    _ activation: Activation, escapes: Bool = false, _ events: inout [CLEvent]
   ) throws -> CLBuffer {
     let (n, c, m) = (geometry.rows, geometry.inputs, geometry.outputs)
     let rowGroups = (n + Self.denseRows - 1) / Self.denseRows
@@ -359,9 +361,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let groupWidth = 16
     let columnGroups = max(
       1, min((m + 16 * groupWidth - 1) / (16 * groupWidth), (device.computeUnits * 4 + rowGroups - 1) / rowGroups))
-    let y = try outputBuffer(floats: n * m)
+    let y = try outputBuffer(floats: n * m, escapes: escapes)
     let weightInOut = try inOutWeight(w, geometry, &events)
-    let pooled = try scratchBuffer(bytes: rowGroups * Self.denseRows * c * 4)
+    let pooled = try reusableBuffer(.pooledRows, bytes: rowGroups * Self.denseRows * c * 4)
     let kernel = try CLKernel(program: program, name: "head_avg")
     try kernel.setArguments([
       .buffer(x), .buffer(weightInOut), .buffer(b), .buffer(y), .buffer(pooled), .uint32(UInt32(n)),
@@ -401,7 +403,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private func inOutWeight(_ w: CLBuffer, _ geometry: DenseGeometry, _ events: inout [CLEvent]) throws -> CLBuffer {
     guard geometry.weightLayout == .outIn else { return w }
     let (k, m) = (geometry.inputs, geometry.outputs)
-    let transposed = try scratchBuffer(bytes: k * m * 4)
+    let transposed = try reusableBuffer(.transposedWeight, bytes: k * m * 4)
     let transpose = try CLKernel(program: program, name: "transpose")
     try transpose.setArguments([.buffer(w), .buffer(transposed), .uint32(UInt32(m)), .uint32(UInt32(k))])
     events.append(try queue.launch(transpose, global: [Self.roundUp(k, 8), Self.roundUp(m, 8)], local: [8, 8]))
@@ -464,11 +466,11 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     try owns(input)
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
     let shape = geometry.outputShape(keepDims: keepDims)
-    guard geometry.planes > 0 else { return DeviceTensor(shape: shape, buffer: try scratchBuffer(bytes: 4), owner: self) }
+    guard geometry.planes > 0 else { return DeviceTensor(shape: shape, buffer: try freshBuffer(bytes: 4), owner: self) }
     let values = try lock.withLock {
       var events: [CLEvent] = []
       defer { lastEvents = events }
-      return try poolOnDevice(input.buffer, geometry, average: average, returnIndices: false, &events).values
+      return try poolOnDevice(input.buffer, geometry, average: average, returnIndices: false, escapes: true, &events).values
     }
     return DeviceTensor(shape: shape, buffer: values, owner: self)
   }
@@ -484,12 +486,12 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
     try checkDense(geometry, input: 0, weight: 0)
     guard geometry.rows > 0, geometry.outputs > 0 else {
-      return DeviceTensor(shape: geometry.outputShape, buffer: try scratchBuffer(bytes: 4), owner: self)
+      return DeviceTensor(shape: geometry.outputShape, buffer: try freshBuffer(bytes: 4), owner: self)
     }
     let y = try lock.withLock {
       var events: [CLEvent] = []
       defer { lastEvents = events }
-      return try denseOnDevice(input.buffer, weight.buffer, bias?.buffer, geometry, activation, &events)
+      return try denseOnDevice(input.buffer, weight.buffer, bias?.buffer, geometry, activation, escapes: true, &events)
     }
     return DeviceTensor(shape: geometry.outputShape, buffer: y, owner: self)
   }
@@ -504,12 +506,12 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let (pool, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
     try checkDense(geometry, input: 0, weight: 0)
     guard geometry.rows > 0, geometry.outputs > 0 else {
-      return DeviceTensor(shape: geometry.outputShape, buffer: try scratchBuffer(bytes: 4), owner: self)
+      return DeviceTensor(shape: geometry.outputShape, buffer: try freshBuffer(bytes: 4), owner: self)
     }
     let y = try lock.withLock {
       var events: [CLEvent] = []
       defer { lastEvents = events }
-      return try headOnDevice(features.buffer, weight.buffer, bias?.buffer, pool, geometry, activation, &events)
+      return try headOnDevice(features.buffer, weight.buffer, bias?.buffer, pool, geometry, activation, escapes: true, &events)
     }
     return DeviceTensor(shape: geometry.outputShape, buffer: y, owner: self)
   }
@@ -534,18 +536,35 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       host: device.type == .cpu ? .use(base) : .copy(base))
   }
 
-  private func scratchBuffer(bytes: Int) throws -> CLBuffer {
+  private func freshBuffer(bytes: Int) throws -> CLBuffer {
     try CLBuffer(context: context, bytes: bytes, flags: cl_mem_flags(CL_MEM_READ_WRITE))
   }
 
-  private func outputBuffer(floats count: Int) throws -> CLBuffer {
-    let buffer = try CLBuffer(context: context, bytes: count * 4, flags: cl_mem_flags(CL_MEM_READ_WRITE))
+  /// What a reusable device buffer is for; each role keeps one buffer between calls.
+  private enum BufferRole: Hashable {
+    case output, outputIndices, partial, partialIndices, transposedWeight, pooledRows
+  }
+
+  /// A buffer of at least `bytes` for `role`, kept between calls and grown when too small. Safe
+  /// because the queue is in order: no command of an earlier call still runs when a later
+  /// call's commands start. The caller holds the lock.
+  private func reusableBuffer(_ role: BufferRole, bytes: Int) throws -> CLBuffer {
+    if let buffer = reusable[role], buffer.bytes >= bytes { return buffer }
+    let buffer = try freshBuffer(bytes: bytes)
+    reusable[role] = buffer
+    return buffer
+  }
+
+  /// An output buffer, poisoned when the options ask: reused for results that are read back
+  /// within the call, fresh for results handed out as device tensors (`escapes`).
+  private func outputBuffer(floats count: Int, escapes: Bool = false) throws -> CLBuffer {
+    let buffer = escapes ? try freshBuffer(bytes: count * 4) : try reusableBuffer(.output, bytes: count * 4)
     if options.poisonOutputs { try queue.fill(buffer, with: BackendOptions.poison) }
     return buffer
   }
 
   private func indexBuffer(count: Int) throws -> CLBuffer {
-    let buffer = try CLBuffer(context: context, bytes: count * 8, flags: cl_mem_flags(CL_MEM_READ_WRITE))
+    let buffer = try reusableBuffer(.outputIndices, bytes: count * 8)
     if options.poisonOutputs { try queue.fill(buffer, with: BackendOptions.poisonIndex) }
     return buffer
   }

@@ -38,11 +38,13 @@
 
 /* ---------------------------------------------------------------- shared helpers */
 
-/* Kahan-compensated accumulation: acc.x is the running sum, acc.y the lost low-order part. */
+/* Kahan-compensated accumulation: acc.x is the running sum, acc.y the lost low-order part. Once
+ * the sum is infinite (or NaN) the compensation would be inf - inf = NaN and poison later adds,
+ * so it is dropped: an infinite sum stays infinite, +inf and -inf still give NaN. */
 inline float2 kahan_add(float2 acc, float value) {
   float y = value - acc.y;
   float t = acc.x + y;
-  acc.y = (t - acc.x) - y;
+  acc.y = isfinite(t) ? (t - acc.x) - y : 0.0f;
   acc.x = t;
   return acc;
 }

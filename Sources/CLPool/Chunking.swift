@@ -27,7 +27,9 @@ struct Chunking: Equatable {
   }
 }
 
-/// Sums floats with Kahan compensation; the same scheme the kernels use to fold block sums.
+/// Sums floats with Kahan compensation; the same scheme the kernels use to fold block sums. Once
+/// the sum is infinite (or NaN) the compensation is dropped, since inf - inf would turn it into
+/// NaN: an infinite sum stays infinite, and +inf with -inf still gives NaN.
 struct CompensatedSum {
   private(set) var sum: Float = 0
   private var compensation: Float = 0
@@ -35,7 +37,7 @@ struct CompensatedSum {
   @inline(__always) mutating func add(_ value: Float) {
     let y = value - compensation
     let t = sum + y
-    compensation = (t - sum) - y
+    compensation = t.isFinite ? (t - sum) - y : 0
     sum = t
   }
 }

@@ -121,11 +121,11 @@ enum CPUPooling {
     _ p: UnsafePointer<Float>, width: Int, count: Int, stride: Int,
     into out: UnsafeMutablePointer<Float>, outStride: Int, divisor: Float
   ) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * width) { scratch in
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: width) { scratch in
+    withUnsafeTemporaryAllocation(of: CompensatedSum.self, capacity: width) { totals in
       let blockSum = scratch.baseAddress!
-      let total = blockSum + width
-      let compensation = total + width
-      total.initialize(repeating: 0, count: 2 * width)
+      let total = totals.baseAddress!
+      total.initialize(repeating: CompensatedSum(), count: width)
       var s = 0
       while s < count {
         blockSum.initialize(repeating: 0, count: width)
@@ -143,15 +143,11 @@ enum CPUPooling {
             c += 1
           }
         }
-        for c in 0..<width {  // Kahan fold of this block, per channel
-          let y = blockSum[c] - compensation[c]
-          let t = total[c] + y
-          compensation[c] = (t - total[c]) - y
-          total[c] = t
-        }
+        for c in 0..<width { total[c].add(blockSum[c]) }  // fold this block, per channel
         s = end
       }
-      for c in 0..<width { out[c * outStride] = total[c] / divisor }
+      for c in 0..<width { out[c * outStride] = total[c].sum / divisor }
+    }
     }
   }
 

@@ -26,7 +26,11 @@ public enum NPY {
   /// Decodes the bytes of an `.npy` file; `name` appears in error messages.
   public static func decodeTensor(_ data: Data, name: String) throws -> Tensor {
     let bytes = [UInt8](data)
-    func fail(_ problem: String) -> CLPoolError { .invalidInput("\(name): \(problem)") }
+    // Header text is echoed in messages: escape control characters so a message stays one line.
+    func fail(_ problem: String) -> CLPoolError {
+      let printable = problem.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }
+      return .invalidInput("\(name): \(printable.joined())")
+    }
 
     guard bytes.count >= 10, Array(bytes[0..<6]) == magic else {
       throw fail("not a .npy file (bad magic; expected \\x93NUMPY)")

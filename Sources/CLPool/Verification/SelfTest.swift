@@ -81,6 +81,9 @@ public struct SelfTestCase: Sendable, CustomStringConvertible {
         cases.append(SelfTestCase(.maxPool(layout), shape, special: true))
       }
       cases.append(SelfTestCase(.averagePool(layout), [4, 6, 7, 7], special: true))
+      // Planes of several blocks: an infinity must survive the compensated sums that follow it.
+      cases.append(SelfTestCase(.averagePool(layout), [2, 5, 37, 41], special: true))
+      cases.append(SelfTestCase(.maxPool(layout), [2, 5, 37, 41], special: true))
       cases.append(SelfTestCase(.maxPool(layout), [4, 9, 7, 7]))
     }
     cases += [

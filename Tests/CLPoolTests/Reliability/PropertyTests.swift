@@ -1,0 +1,47 @@
+import CLPool
+import Testing
+
+/// Random shapes, layouts and data (a seeded generator; the seed is printed and reproducible):
+/// every op on every backend against the float64 reference, a thousand cases per run.
+@Suite struct PropertyTests {
+  @Test func randomCasesMatchTheReference() throws {
+    var random = SplitMix64(seed: TestBackends.seed ^ 0xC0FFEE)
+    var checked = 0
+    for caseNumber in 0..<1000 {
+      let rank = 3 + Int(random.next() % 3)
+      // Mostly small sizes, sometimes 1, sometimes larger, to hit tails and chunking edges.
+      let shape = (0..<rank).map { _ -> Int in
+        switch random.next() % 8 {
+        case 0: return 1
+        case 1: return 9 + Int(random.next() % 40)
+        default: return 1 + Int(random.next() % 8)
+        }
+      }
+      let layout: Layout = random.next() % 2 == 0 ? .channelsFirst : .channelsLast
+      let specialCase = random.next() % 3
+      let special: TestData.Special? = specialCase == 0 ? nil : (specialCase == 1 ? .forMax : .forAverage)
+      let x = try TestData.poolInput(shape, layout: layout, special: special, random: &random)
+      let geometry = try PoolGeometry(shape: x.shape, layout: layout)
+      let mean = Float64Reference.averagePool(x.scalars, geometry)
+      let max = Float64Reference.maxPool(x.scalars, geometry)
+      let classes = 1 + Int(random.next() % 20)
+      let w = try TestData.uniform([geometry.channels, classes], in: -1..<1, random: &random)
+      let denseGeometry = try DenseGeometry(input: [geometry.batch, geometry.channels], weight: w.shape, bias: nil, weightLayout: .inOut)
+      let head = Float64Reference.dense(mean.mean, w.scalars, nil, denseGeometry, .relu)
+      let what = "case \(caseNumber): \(Tensor.describe(x.shape)) \(layout.rawValue) (seed \(TestBackends.seed))"
+      for candidate in TestBackends.all {
+        let backend = candidate.backend
+        let averageCheck = CrossCheck.averagePool(try backend.globalAveragePool(x, layout: layout, keepDims: false).scalars, reference: mean)
+        #expect(averageCheck.passed, "\(candidate.name) avg \(what): \(averageCheck.mismatch ?? "")")
+        let maxResult = try backend.globalMaxPool(x, layout: layout, keepDims: false, returnIndices: true)
+        let maxCheck = CrossCheck.maxPool(maxResult.values.scalars, indices: maxResult.indices, reference: max)
+        #expect(maxCheck.passed, "\(candidate.name) max \(what): \(maxCheck.mismatch ?? "")")
+        let headResult = try backend.head(x, layout: layout, weight: w, bias: nil, weightLayout: .inOut, activation: .relu)
+        let headCheck = CrossCheck.dense(headResult.scalars, reference: head)
+        #expect(headCheck.passed, "\(candidate.name) head \(what): \(headCheck.mismatch ?? "")")
+        checked += 3
+      }
+    }
+    print("note: property tests checked \(checked) operation results")
+  }
+}

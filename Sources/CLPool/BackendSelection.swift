@@ -39,15 +39,18 @@ public struct BackendSelection: Equatable, Sendable {
   /// Appended to clpool's own OpenCL compiler options.
   public var buildOptions: String
   public var poolVariant: OpenCLBackend.PoolVariant
+  /// A cap on any one device buffer (`CLPOOL_MAX_ALLOC_BYTES`), below the device's own limit.
+  public var allocationCap: UInt64?
 
   public init(
     choice: Choice = .auto, device: DeviceSelector? = nil, buildOptions: String = "",
-    poolVariant: OpenCLBackend.PoolVariant = .automatic
+    poolVariant: OpenCLBackend.PoolVariant = .automatic, allocationCap: UInt64? = nil
   ) {
     self.choice = choice
     self.device = device
     self.buildOptions = buildOptions
     self.poolVariant = poolVariant
+    self.allocationCap = allocationCap
   }
 
   /// Reads the `CLPOOL_*` variables; explicit arguments (the CLI's options) win.
@@ -75,13 +78,21 @@ public struct BackendSelection: Equatable, Sendable {
         "CLPOOL_POOL_VARIANT=\(variantText) is not a pooling variant; valid values: "
           + OpenCLBackend.PoolVariant.allCases.map(\.rawValue).joined(separator: ", "))
     }
+    let capText = environment["CLPOOL_MAX_ALLOC_BYTES"] ?? ""
+    guard capText.isEmpty || (UInt64(capText).map { $0 > 0 } ?? false) else {
+      throw CLPoolError.invalidConfiguration(
+        "CLPOOL_MAX_ALLOC_BYTES=\(capText) is not a positive number of bytes")
+    }
     return BackendSelection(
       choice: choice, device: deviceText.isEmpty ? nil : DeviceSelector(deviceText),
-      buildOptions: environment["CLPOOL_BUILD_OPTIONS"] ?? "", poolVariant: variant)
+      buildOptions: environment["CLPOOL_BUILD_OPTIONS"] ?? "", poolVariant: variant,
+      allocationCap: UInt64(capText))
   }
 
   private func openCLBackend(_ device: OpenCLDevice, _ options: BackendOptions) throws -> OpenCLBackend {
-    try OpenCLBackend(device: device, options: options, poolVariant: poolVariant, buildOptions: buildOptions)
+    try OpenCLBackend(
+      device: device, options: options, poolVariant: poolVariant, buildOptions: buildOptions,
+      allocationCap: allocationCap)
   }
 
   /// The one backend to compute with.

@@ -23,6 +23,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   public var deviceName: String { device.description }
   /// The variant actually used for channels-first pooling (`.automatic` resolved).
   public let poolVariant: PoolVariant
+  /// The largest buffer this backend allocates: the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE, or a
+  /// lower cap. Pooling inputs above it run in parts; other requests above it are refused.
+  public let allocationLimit: UInt64
 
   private let options: BackendOptions
   private let context: CLContext
@@ -43,16 +46,20 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   /// - Parameters:
   ///   - buildOptions: extra options for the OpenCL compiler, appended to clpool's own (e.g.
   ///     `-DBLOCK=512`; `BackendSelection` passes `CLPOOL_BUILD_OPTIONS`).
+  ///   - allocationCap: a limit below the device's own on any one buffer (`BackendSelection`
+  ///     passes `CLPOOL_MAX_ALLOC_BYTES`), e.g. to leave memory to others or to test splitting.
   /// - Throws: `CLPoolError.openCL` if the context or queue cannot be created or a program fails
   ///   to build (the error carries the build log).
   public init(
     device: OpenCLDevice, options: BackendOptions = BackendOptions(),
     poolVariant: PoolVariant = .automatic,
     buildOptions: String = "",
+    allocationCap: UInt64? = nil,
     cache: ProgramCache = .shared
   ) throws {
     self.device = device
     self.options = options
+    allocationLimit = min(device.maxAllocationBytes, allocationCap ?? .max)
     context = try CLContext(device: device.handles.device)
     queue = try CLQueue(context: context, device: device.handles.device)
     var groupSize = 1
@@ -92,12 +99,15 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let chunking: Chunking
   }
 
-  func plan(_ geometry: PoolGeometry) -> PoolPlan {
+  /// - Parameter batch: the batch the plan is for: the whole call's, also when the call runs in
+  ///   parts (an allocation limit), so every plane is chunked, and so summed, the same way.
+  func plan(_ geometry: PoolGeometry, batch: Int) -> PoolPlan {
     let units = max(1, device.computeUnits)
     let spatial = geometry.spatialSize
+    let planes = batch * geometry.channels
     switch (geometry.layout, poolVariant) {
     case (.channelsLast, _):
-      let items = geometry.batch * ((geometry.channels + 7) / 8)
+      let items = batch * ((geometry.channels + 7) / 8)
       let target = units * (device.isAccelerator ? 2048 : 64)
       return PoolPlan(
         kernel: .channelsLast,
@@ -109,14 +119,14 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       return PoolPlan(
         kernel: .rowsWorkGroup,
         chunking: Chunking(
-          length: spatial, maximumChunks: (target + geometry.planes - 1) / max(geometry.planes, 1),
+          length: spatial, maximumChunks: (target + planes - 1) / max(planes, 1),
           minimumChunkLength: workGroupSize * 16, granule: workGroupSize))
     case (.channelsFirst, _):
       let target = units * 16
       return PoolPlan(
         kernel: .rows,
         chunking: Chunking(
-          length: spatial, maximumChunks: (target + geometry.planes - 1) / max(geometry.planes, 1),
+          length: spatial, maximumChunks: (target + planes - 1) / max(planes, 1),
           minimumChunkLength: 8192, granule: 256))
     }
   }
@@ -137,7 +147,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       indices: returnIndices ? result.indices : nil)
   }
 
-  /// Host tensors in and out: the input is seen by the device for this call only.
+  /// Host tensors in and out: the input is seen by the device for this call only. An input larger
+  /// than one allocation may be runs in parts of whole samples, planned as one call, so the
+  /// result is bitwise the same.
   private func hostPool(_ input: Tensor, _ geometry: PoolGeometry, average: Bool, returnIndices: Bool)
     throws -> (values: [Float], indices: [Int64])
   {
@@ -145,14 +157,25 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     var values = [Float](repeating: 0, count: planes)
     var indices = [Int64](repeating: 0, count: returnIndices ? planes : 0)
     guard planes > 0 else { return (values, indices) }
-    try checkAllocation(input.count * 4, what: "pooling input \(Tensor.describe(input.shape))")
+    let sampleElements = input.count / geometry.batch
+    try checkAllocation(sampleElements * 4, what: "one sample of pooling input \(Tensor.describe(input.shape))")
+    let samplesPerPart = max(1, min(geometry.batch, Int(allocationLimit / UInt64(sampleElements * 4))))
     try lock.withLock {
       try input.scalars.withUnsafeBytes { inputBytes in
         var events: [CLEvent] = []
-        let output = try poolOnDevice(try upload(inputBytes), geometry, average: average, returnIndices: returnIndices, &events)
-        try values.withUnsafeMutableBytes { try queue.read(output.values, into: $0) }
-        if let outputIndices = output.indices {
-          try indices.withUnsafeMutableBytes { try queue.read(outputIndices, into: $0) }
+        for first in stride(from: 0, to: geometry.batch, by: samplesPerPart) {
+          let count = min(samplesPerPart, geometry.batch - first)
+          var shape = geometry.shape
+          shape[0] = count
+          let part = try PoolGeometry(shape: shape, layout: geometry.layout)
+          let bytes = UnsafeRawBufferPointer(rebasing: inputBytes[(first * sampleElements * 4)..<((first + count) * sampleElements * 4)])
+          let output = try poolOnDevice(
+            try upload(bytes), part, planningBatch: geometry.batch, average: average, returnIndices: returnIndices, &events)
+          let planeRange = (first * geometry.channels)..<((first + count) * geometry.channels)
+          try values[planeRange].withUnsafeMutableBytes { try queue.read(output.values, into: $0) }
+          if let outputIndices = output.indices {
+            try indices[planeRange].withUnsafeMutableBytes { try queue.read(outputIndices, into: $0) }
+          }
         }
         lastEvents = events
       }
@@ -162,11 +185,11 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
   /// Enqueues the pooling of device buffer `x` (planes > 0); the caller holds the lock.
   private func poolOnDevice(
-    _ x: CLBuffer, _ geometry: PoolGeometry, average: Bool, returnIndices: Bool, escapes: Bool = false,
-    _ events: inout [CLEvent]
+    _ x: CLBuffer, _ geometry: PoolGeometry, planningBatch: Int? = nil, average: Bool, returnIndices: Bool,
+    escapes: Bool = false, _ events: inout [CLEvent]
   ) throws -> (values: CLBuffer, indices: CLBuffer?) {
     let planes = geometry.planes
-    let plan = plan(geometry)
+    let plan = plan(geometry, batch: planningBatch ?? geometry.batch)
     let chunks = plan.chunking.chunks
     let output = try outputBuffer(floats: planes, escapes: escapes)
     let outputIndices = returnIndices ? try indexBuffer(count: planes) : nil
@@ -571,10 +594,12 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
   /// Refuses a buffer larger than one device allocation may be, naming the limit.
   private func checkAllocation(_ bytes: Int, what: String) throws {
-    guard UInt64(bytes) <= device.maxAllocationBytes else {
-      throw CLPoolError.sizeLimit(
-        "\(what) needs \(bytes) bytes, more than one allocation on \(device.name) may hold "
-          + "(CL_DEVICE_MAX_MEM_ALLOC_SIZE = \(device.maxAllocationBytes) bytes)")
+    guard UInt64(bytes) <= allocationLimit else {
+      let limit =
+        allocationLimit < device.maxAllocationBytes
+        ? "the allocation cap (CLPOOL_MAX_ALLOC_BYTES = \(allocationLimit) bytes)"
+        : "one allocation on \(device.name) may hold (CL_DEVICE_MAX_MEM_ALLOC_SIZE = \(device.maxAllocationBytes) bytes)"
+      throw CLPoolError.sizeLimit("\(what) needs \(bytes) bytes, more than \(limit)")
     }
   }
 

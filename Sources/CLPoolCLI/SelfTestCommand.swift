@@ -23,6 +23,15 @@ struct SelfTestCommand: ParsableCommand {
   @Option(help: "Run only cases whose description contains this text (e.g. 'max nhwc').")
   var filter: String?
 
+  @Option(
+    name: .customLong("repeat"),
+    help: "Run the whole grid this many times in one process, reporting resident memory and live OpenCL objects after each round (a leak check).")
+  var rounds = 1
+
+  func validate() throws {
+    guard rounds >= 1 else { throw ValidationError("--repeat must be at least 1") }
+  }
+
   func run() throws {
     let selection = try backendOptions.selection()
     let backends = try selection.makeAllBackends(options: BackendOptions(poisonOutputs: true))
@@ -32,12 +41,18 @@ struct SelfTestCommand: ParsableCommand {
     table.header(backends: backends, seed: seed)
     let start = Date()
     var results: [SelfTestResult] = []
-    for testCase in cases {
-      let prepared = try PreparedSelfTest(testCase, seed: seed)
-      for backend in backends {
-        let result = prepared.run(on: backend)
-        results.append(result)
-        table.row(result)
+    for round in 1...rounds {
+      for testCase in cases {
+        let prepared = try PreparedSelfTest(testCase, seed: seed)
+        for backend in backends {
+          let result = prepared.run(on: backend)
+          results.append(result)
+          if round == 1 { table.row(result) }
+        }
+      }
+      if rounds > 1 && !json {
+        let resident = ResourceUsage.residentBytes().map { String(format: "%.1f MiB", Double($0) / 1_048_576) } ?? "n/a"
+        print("round \(round): resident memory \(resident), live OpenCL objects \(OpenCLDiagnostics.liveObjects)")
       }
     }
     let failed = results.filter { !$0.passed }.count

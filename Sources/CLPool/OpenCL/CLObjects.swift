@@ -3,7 +3,17 @@ import Foundation
 
 // One small owning class per OpenCL object: the raw handle is released in `deinit`, and every
 // call is checked where it is made. The classes are internal; `OpenCLBackend` serialises their
-// use, which is what makes sharing them across threads safe.
+// use, which is what makes sharing them across threads safe. Each counts itself in
+// `OpenCLDiagnostics.liveObjects`, so tests can prove nothing leaks.
+
+/// Counts of OpenCL objects clpool holds, for leak checks.
+public enum OpenCLDiagnostics {
+  /// Contexts, queues, programs, kernels, buffers and events currently alive.
+  public static var liveObjects: Int { live.withLock { $0 } }
+  static let live = LockedValue(0)
+  static func created() { live.withLock { $0 += 1 } }
+  static func released() { live.withLock { $0 -= 1 } }
+}
 
 final class CLContext {
   let raw: cl_context
@@ -15,9 +25,13 @@ final class CLContext {
     try check(status, "clCreateContext")
     guard let context else { throw CLPoolError.openCL(OpenCLError(call: "clCreateContext", code: status)) }
     raw = context
+    OpenCLDiagnostics.created()
   }
 
-  deinit { clReleaseContext(raw) }
+  deinit {
+    clReleaseContext(raw)
+    OpenCLDiagnostics.released()
+  }
 }
 
 final class CLQueue {
@@ -33,9 +47,13 @@ final class CLQueue {
       throw CLPoolError.openCL(OpenCLError(call: "clCreateCommandQueue", code: status))
     }
     raw = queue
+    OpenCLDiagnostics.created()
   }
 
-  deinit { clReleaseCommandQueue(raw) }
+  deinit {
+    clReleaseCommandQueue(raw)
+    OpenCLDiagnostics.released()
+  }
 
   /// Enqueues an NDRange; `local == nil` lets the driver choose the work-group size.
   @discardableResult
@@ -113,17 +131,27 @@ final class CLBuffer {
     guard let buffer else { throw CLPoolError.openCL(OpenCLError(call: "clCreateBuffer", code: status)) }
     raw = buffer
     self.bytes = max(bytes, 4)
+    OpenCLDiagnostics.created()
   }
 
-  deinit { clReleaseMemObject(raw) }
+  deinit {
+    clReleaseMemObject(raw)
+    OpenCLDiagnostics.released()
+  }
 }
 
 final class CLEvent {
   let raw: cl_event
 
-  init(_ raw: cl_event) { self.raw = raw }
+  init(_ raw: cl_event) {
+    self.raw = raw
+    OpenCLDiagnostics.created()
+  }
 
-  deinit { clReleaseEvent(raw) }
+  deinit {
+    clReleaseEvent(raw)
+    OpenCLDiagnostics.released()
+  }
 
   func wait() throws {
     var event: cl_event? = raw
@@ -148,9 +176,15 @@ final class CLEvent {
 final class CLProgram {
   let raw: cl_program
 
-  private init(_ raw: cl_program) { self.raw = raw }
+  private init(_ raw: cl_program) {
+    self.raw = raw
+    OpenCLDiagnostics.created()
+  }
 
-  deinit { clReleaseProgram(raw) }
+  deinit {
+    clReleaseProgram(raw)
+    OpenCLDiagnostics.released()
+  }
 
   /// Compiles OpenCL C source; a failed build throws with the device's log and the options.
   static func build(source: String, options: String, context: CLContext, device: cl_device_id)
@@ -249,9 +283,13 @@ final class CLKernel {
     try check(status, "clCreateKernel(\(name))")
     raw = kernel!
     self.name = name
+    OpenCLDiagnostics.created()
   }
 
-  deinit { clReleaseKernel(raw) }
+  deinit {
+    clReleaseKernel(raw)
+    OpenCLDiagnostics.released()
+  }
 
   func setArguments(_ arguments: [KernelArgument]) throws {
     for (index, argument) in arguments.enumerated() {

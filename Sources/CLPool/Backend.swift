@@ -162,6 +162,27 @@ extension Backend {
     }
     return try map.reshaped([height, width])
   }
+
+  /// Class activation maps of a batch: sample n's map for class `classIndices[n]`, [N, H, W].
+  /// - Parameter features: [N, C, H, W] (channels-last: [N, H, W, C]).
+  public func classActivationMaps(
+    _ features: Tensor, layout: Layout = .channelsFirst, weight: Tensor,
+    weightLayout: WeightLayout = .inOut, classIndices: [Int]
+  ) throws -> Tensor {
+    guard features.rank == 4, features.shape[0] == classIndices.count else {
+      throw CLPoolError.invalidShape(
+        "batched class activation maps take [N,C,H,W] (or [N,H,W,C]) features and one class per sample, got \(Tensor.describe(features.shape)) and \(classIndices.count) classes")
+    }
+    let sampleShape = Array(features.shape.dropFirst())
+    let sampleCount = sampleShape.reduce(1, *)
+    var maps: [Float] = []
+    for (n, classIndex) in classIndices.enumerated() {
+      let sample = try Tensor(shape: sampleShape, scalars: Array(features.scalars[(n * sampleCount)..<((n + 1) * sampleCount)]))
+      maps += try classActivationMap(sample, layout: layout, weight: weight, weightLayout: weightLayout, classIndex: classIndex).scalars
+    }
+    let (height, width) = layout == .channelsFirst ? (sampleShape[1], sampleShape[2]) : (sampleShape[0], sampleShape[1])
+    return try Tensor(shape: [classIndices.count, height, width], scalars: maps)
+  }
 }
 
 extension Backend {

@@ -53,6 +53,15 @@ import Testing
       let y1 = try backend.dense(pooled, weight: w, bias: nil, weightLayout: .inOut, activation: .softmax)
       let y2 = try backend.dense(pooled, weight: w, bias: nil, weightLayout: .inOut, activation: .softmax)
       #expect(y1.scalars.map(\.bitPattern) == y2.scalars.map(\.bitPattern), "\(candidate.name) dense")
+      let bits: [(String, () throws -> Tensor)] = [
+        ("head", { try backend.head(x, layout: .channelsFirst, weight: w, bias: nil, weightLayout: .inOut, activation: .sigmoid) }),
+        ("avg backward", { try backend.globalAveragePoolBackward(y1, inputShape: [3, 5, 7, 7], layout: .channelsLast) }),
+        ("dense backward", { try backend.denseBackward(y1, input: pooled, weight: w, weightLayout: .inOut).weight }),
+        ("cam", { try backend.classActivationMaps(try x.reshaped([3, 5, 1031, 1019]), weight: w, classIndices: [0, 6, 3]) }),
+      ]
+      for (name, run) in bits {
+        #expect(try run().scalars.map(\.bitPattern) == run().scalars.map(\.bitPattern), "\(candidate.name) \(name)")
+      }
     }
   }
 

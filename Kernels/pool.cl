@@ -138,6 +138,16 @@ inline float max_strided(__global const float *p, ulong len, ulong stride, long 
   return best;
 }
 
+/* Item `item` of the rows x chunks grid: a pointer to its chunk's first element, the chunk's
+ * offset in the row and its length. */
+inline __global const float *row_chunk(__global const float *x, ulong item, ulong row_len,
+                                       ulong chunk_len, uint chunks, ulong *begin, ulong *len) {
+  ulong row = item / chunks, chunk = item % chunks;
+  *begin = chunk * chunk_len;
+  *len = min(chunk_len, row_len - *begin);
+  return x + row * row_len + *begin;
+}
+
 /* ------------------------------------------------- per-work-item, contiguous rows */
 
 /* Launch: 1-D, global size >= rows * chunks (extra work-items return). Each work-item reduces
@@ -147,10 +157,9 @@ __kernel void gap_rows(__global const float *x, __global float *out, ulong rows,
                        ulong chunk_len, uint chunks, float divisor) {
   ulong item = get_global_id(0);
   if (item >= rows * chunks) return;
-  ulong row = item / chunks, chunk = item % chunks;
-  ulong begin = chunk * chunk_len;
-  ulong len = min(chunk_len, row_len - begin);
-  out[item] = sum_contiguous(x + row * row_len + begin, len) / divisor;
+  ulong begin, len;
+  __global const float *p = row_chunk(x, item, row_len, chunk_len, chunks, &begin, &len);
+  out[item] = sum_contiguous(p, len) / divisor;
 }
 
 /* Launch as gap_rows. Writes the max and, when indices is not NULL, the row-relative index. */
@@ -158,11 +167,10 @@ __kernel void gmp_rows(__global const float *x, __global float *out, __global lo
                        ulong rows, ulong row_len, ulong chunk_len, uint chunks) {
   ulong item = get_global_id(0);
   if (item >= rows * chunks) return;
-  ulong row = item / chunks, chunk = item % chunks;
-  ulong begin = chunk * chunk_len;
-  ulong len = min(chunk_len, row_len - begin);
+  ulong begin, len;
+  __global const float *p = row_chunk(x, item, row_len, chunk_len, chunks, &begin, &len);
   long index;
-  out[item] = max_contiguous(x + row * row_len + begin, len, indices != 0, &index);
+  out[item] = max_contiguous(p, len, indices != 0, &index);
   if (indices) indices[item] = (long)begin + index;
 }
 
@@ -176,10 +184,8 @@ __kernel void gap_rows_wg(__global const float *x, __global float *out, ulong ro
   ulong group = get_group_id(0);
   uint lid = (uint)get_local_id(0);
   if (group >= rows * chunks) return; /* whole work-group: no barrier is skipped by part of it */
-  ulong row = group / chunks, chunk = group % chunks;
-  ulong begin = chunk * chunk_len;
-  ulong len = min(chunk_len, row_len - begin);
-  __global const float *p = x + row * row_len + begin;
+  ulong begin, len;
+  __global const float *p = row_chunk(x, group, row_len, chunk_len, chunks, &begin, &len);
   float2 acc = (float2)(0.0f, 0.0f);
   for (ulong i = lid; i < len; i += WG_SIZE) acc = kahan_add(acc, p[i]);
   partial[lid] = acc.x;
@@ -199,10 +205,8 @@ __kernel void gmp_rows_wg(__global const float *x, __global float *out, __global
   ulong group = get_group_id(0);
   uint lid = (uint)get_local_id(0);
   if (group >= rows * chunks) return; /* whole work-group: no barrier is skipped by part of it */
-  ulong row = group / chunks, chunk = group % chunks;
-  ulong begin = chunk * chunk_len;
-  ulong len = min(chunk_len, row_len - begin);
-  __global const float *p = x + row * row_len + begin;
+  ulong begin, len;
+  __global const float *p = row_chunk(x, group, row_len, chunk_len, chunks, &begin, &len);
   /* Work-items past the end start from element 0, a valid candidate that cannot change the
    * answer: ties keep the smaller index. */
   float best = p[0];

@@ -87,6 +87,13 @@ public struct PoolGeometry: Equatable, Sendable {
   /// Number of (n, c) planes, which is also the number of outputs.
   public var planes: Int { batch * channels }
 
+  /// The geometry of a pooling backward pass, after checking the gradient (and max-pool indices).
+  public init(gradient: [Int], inputShape: [Int], layout: Layout, indices: [Int64]? = nil) throws {
+    try self.init(shape: inputShape, layout: layout)
+    try checkGradient(gradient)
+    if let indices { try checkIndices(indices) }
+  }
+
   /// Checks a pooling gradient: [N, C] or the keep-dims output shape.
   public func checkGradient(_ gradient: [Int]) throws {
     guard gradient == outputShape(keepDims: false) || gradient == outputShape(keepDims: true) else {

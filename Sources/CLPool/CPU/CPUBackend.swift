@@ -135,8 +135,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
   }
 
   public func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor {
-    let geometry = try PoolGeometry(shape: inputShape, layout: layout)
-    try geometry.checkGradient(gradient.shape)
+    let geometry = try PoolGeometry(gradient: gradient.shape, inputShape: inputShape, layout: layout)
     let divisor = Float(geometry.spatialSize)
     var dx = outputBuffer(try Tensor.elementCount(of: inputShape))
     dx.withUnsafeMutableBufferPointer { out in
@@ -150,9 +149,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
   public func globalMaxPoolBackward(
     _ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout
   ) throws -> Tensor {
-    let geometry = try PoolGeometry(shape: inputShape, layout: layout)
-    try geometry.checkGradient(gradient.shape)
-    try geometry.checkIndices(indices)
+    let geometry = try PoolGeometry(gradient: gradient.shape, inputShape: inputShape, layout: layout, indices: indices)
     var dx = outputBuffer(try Tensor.elementCount(of: inputShape))
     dx.withUnsafeMutableBufferPointer { out in
       parallelFor(out.count, grain: 1 << 16) { range in

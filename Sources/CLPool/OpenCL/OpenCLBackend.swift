@@ -253,17 +253,13 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   // MARK: Pooling backward
 
   public func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor {
-    let geometry = try PoolGeometry(shape: inputShape, layout: layout)
-    try geometry.checkGradient(gradient.shape)
-    return try poolBackward(gradient, indices: nil, geometry)
+    try poolBackward(gradient, indices: nil, try PoolGeometry(gradient: gradient.shape, inputShape: inputShape, layout: layout))
   }
 
   public func globalMaxPoolBackward(
     _ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout
   ) throws -> Tensor {
-    let geometry = try PoolGeometry(shape: inputShape, layout: layout)
-    try geometry.checkGradient(gradient.shape)
-    try geometry.checkIndices(indices)
+    let geometry = try PoolGeometry(gradient: gradient.shape, inputShape: inputShape, layout: layout, indices: indices)
     return try poolBackward(gradient, indices: indices, geometry)
   }
 
@@ -488,14 +484,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private func devicePool(_ input: DeviceTensor, layout: Layout, keepDims: Bool, average: Bool) throws -> DeviceTensor {
     try owns(input)
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
-    let shape = geometry.outputShape(keepDims: keepDims)
-    guard geometry.planes > 0 else { return DeviceTensor(shape: shape, buffer: try freshBuffer(bytes: 4), owner: self) }
-    let values = try lock.withLock {
-      var events: [CLEvent] = []
-      defer { lastEvents = events }
-      return try poolOnDevice(input.buffer, geometry, average: average, returnIndices: false, escapes: true, &events).values
+    return try deviceResult(geometry.outputShape(keepDims: keepDims), empty: geometry.planes == 0) { events in
+      try poolOnDevice(input.buffer, geometry, average: average, returnIndices: false, escapes: true, &events).values
     }
-    return DeviceTensor(shape: shape, buffer: values, owner: self)
   }
 
   /// A dense layer on device tensors; the result stays on the device.
@@ -503,20 +494,13 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     _ input: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor?, weightLayout: WeightLayout,
     activation: Activation
   ) throws -> DeviceTensor {
-    try [input, weight].forEach(owns)
-    if let bias { try owns(bias) }
+    try ([input, weight] + (bias.map { [$0] } ?? [])).forEach(owns)
     let geometry = try DenseGeometry(
       input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
     try checkDense(geometry, input: 0, weight: 0)
-    guard geometry.rows > 0, geometry.outputs > 0 else {
-      return DeviceTensor(shape: geometry.outputShape, buffer: try freshBuffer(bytes: 4), owner: self)
+    return try deviceResult(geometry.outputShape, empty: geometry.rows == 0 || geometry.outputs == 0) { events in
+      try denseOnDevice(input.buffer, weight.buffer, bias?.buffer, geometry, activation, escapes: true, &events)
     }
-    let y = try lock.withLock {
-      var events: [CLEvent] = []
-      defer { lastEvents = events }
-      return try denseOnDevice(input.buffer, weight.buffer, bias?.buffer, geometry, activation, escapes: true, &events)
-    }
-    return DeviceTensor(shape: geometry.outputShape, buffer: y, owner: self)
   }
 
   /// The fused head on device tensors; the result stays on the device.
@@ -524,19 +508,26 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     _ features: DeviceTensor, layout: Layout, weight: DeviceTensor, bias: DeviceTensor?,
     weightLayout: WeightLayout, activation: Activation
   ) throws -> DeviceTensor {
-    try [features, weight].forEach(owns)
-    if let bias { try owns(bias) }
+    try ([features, weight] + (bias.map { [$0] } ?? [])).forEach(owns)
     let (pool, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
     try checkDense(geometry, input: 0, weight: 0)
-    guard geometry.rows > 0, geometry.outputs > 0 else {
-      return DeviceTensor(shape: geometry.outputShape, buffer: try freshBuffer(bytes: 4), owner: self)
+    return try deviceResult(geometry.outputShape, empty: geometry.rows == 0 || geometry.outputs == 0) { events in
+      try headOnDevice(features.buffer, weight.buffer, bias?.buffer, pool, geometry, activation, escapes: true, &events)
     }
-    let y = try lock.withLock {
+  }
+
+  /// Runs `enqueue` under the lock and wraps the buffer it returns (an empty result gets a
+  /// placeholder buffer, since OpenCL has no zero-size buffers).
+  private func deviceResult(
+    _ shape: [Int], empty: Bool, _ enqueue: (inout [CLEvent]) throws -> CLBuffer
+  ) throws -> DeviceTensor {
+    guard !empty else { return DeviceTensor(shape: shape, buffer: try freshBuffer(bytes: 4), owner: self) }
+    let buffer = try lock.withLock {
       var events: [CLEvent] = []
       defer { lastEvents = events }
-      return try headOnDevice(features.buffer, weight.buffer, bias?.buffer, pool, geometry, activation, escapes: true, &events)
+      return try enqueue(&events)
     }
-    return DeviceTensor(shape: geometry.outputShape, buffer: y, owner: self)
+    return DeviceTensor(shape: shape, buffer: buffer, owner: self)
   }
 
   private func owns(_ tensor: DeviceTensor) throws {

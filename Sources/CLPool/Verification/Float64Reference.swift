@@ -8,18 +8,10 @@ public enum Float64Reference {
   private static func forEachPlane(
     _ x: [Float], _ geometry: PoolGeometry, _ body: (_ plane: Int, _ values: [Double]) -> Void
   ) {
-    let (batch, channels, spatial) = (geometry.batch, geometry.channels, geometry.spatialSize)
-    var values = [Double](repeating: 0, count: spatial)
-    for n in 0..<batch {
-      for c in 0..<channels {
-        for s in 0..<spatial {
-          let offset =
-            geometry.layout == .channelsFirst
-            ? (n * channels + c) * spatial + s : (n * spatial + s) * channels + c
-          values[s] = Double(x[offset])
-        }
-        body(n * channels + c, values)
-      }
+    var values = [Double](repeating: 0, count: geometry.spatialSize)
+    forEachElement(geometry) { offset, plane, position in
+      values[position] = Double(x[offset])
+      if position == geometry.spatialSize - 1 { body(plane, values) }
     }
   }
 

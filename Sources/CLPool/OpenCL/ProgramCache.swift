@@ -66,11 +66,10 @@ public final class ProgramCache: @unchecked Sendable {
       let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
       lock.withLock { seconds += elapsed }
     }
-    let key = [
-      "clpool-program-v1", device.platformName, device.platformVersion, device.name,
-      device.driverVersion, options, ProgramCache.digest(source),
-    ].joined(separator: "\u{1F}")
-    let fileName = ProgramCache.digest(key) + ".bin"
+    let key = ProgramCache.key(
+      platform: device.platformName, platformVersion: device.platformVersion, device: device.name,
+      driverVersion: device.driverVersion, options: options, source: source)
+    let fileName = ProgramCache.fileName(forKey: key)
 
     if let binary = lock.withLock({ binaries[key] }),
       let program = try? CLProgram.load(binary: binary, options: options, context: context, device: device.handles.device)
@@ -96,6 +95,18 @@ public final class ProgramCache: @unchecked Sendable {
     }
     return program
   }
+
+  /// What a cached program is keyed by: everything that can change the binary.
+  public static func key(
+    platform: String, platformVersion: String, device: String, driverVersion: String, options: String,
+    source: String
+  ) -> String {
+    ["clpool-program-v1", platform, platformVersion, device, driverVersion, options, digest(source)]
+      .joined(separator: "\u{1F}")
+  }
+
+  /// The disk cache's file for a key.
+  public static func fileName(forKey key: String) -> String { digest(key) + ".bin" }
 
   // MARK: Disk
 

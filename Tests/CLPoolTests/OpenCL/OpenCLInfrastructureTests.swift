@@ -71,6 +71,23 @@ struct OpenCLInfrastructureTests {
     #expect(second.statistics.sourceBuilds == 1)
   }
 
+  /// A changed source, option, driver version or device is a different key and cache file.
+  @Test func cacheKeysCoverWhatChangesTheBinary() {
+    let base = ["PoCL", "OpenCL 3.0", "cpu", "3.1", "-DBLOCK=256", "kernel void k() {}"]
+    func key(_ fields: [String]) -> String {
+      ProgramCache.key(
+        platform: fields[0], platformVersion: fields[1], device: fields[2], driverVersion: fields[3],
+        options: fields[4], source: fields[5])
+    }
+    #expect(key(base) == key(base))
+    for field in base.indices {
+      var changed = base
+      changed[field] += " "
+      #expect(key(changed) != key(base), "field \(field)")
+      #expect(ProgramCache.fileName(forKey: key(changed)) != ProgramCache.fileName(forKey: key(base)))
+    }
+  }
+
   @Test func poolVariantFollowsDeviceType() throws {
     for device in try OpenCLDevice.all() {
       let backend = try OpenCLBackend(device: device)

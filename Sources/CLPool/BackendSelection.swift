@@ -2,7 +2,7 @@ import Foundation
 
 /// Which backend(s) to use: `CLPOOL_BACKEND=auto|cpu|opencl` and `CLPOOL_DEVICE=<index>|<name
 /// substring>`, which the CLI's `--backend` / `--device` override; for OpenCL backends also
-/// `CLPOOL_BUILD_OPTIONS` (extra compiler options) and `CLPOOL_POOL_VARIANT=auto|item|group`.
+/// `CLPOOL_BUILD_OPTIONS` (extra compiler options) and `CLPOOL_KERNEL_VARIANT=auto|item|group`.
 ///
 /// `auto` takes the first OpenCL GPU or accelerator whose kernels build (as a `DispatchingBackend`,
 /// which sends calls too small for a device launch to the CPU); otherwise the CPU
@@ -38,18 +38,18 @@ public struct BackendSelection: Equatable, Sendable {
   public var device: DeviceSelector?
   /// Appended to clpool's own OpenCL compiler options.
   public var buildOptions: String
-  public var poolVariant: OpenCLBackend.PoolVariant
+  public var kernelVariant: OpenCLBackend.KernelVariant
   /// A cap on any one device buffer (`CLPOOL_MAX_ALLOC_BYTES`), below the device's own limit.
   public var allocationCap: UInt64?
 
   public init(
     choice: Choice = .auto, device: DeviceSelector? = nil, buildOptions: String = "",
-    poolVariant: OpenCLBackend.PoolVariant = .automatic, allocationCap: UInt64? = nil
+    kernelVariant: OpenCLBackend.KernelVariant = .automatic, allocationCap: UInt64? = nil
   ) {
     self.choice = choice
     self.device = device
     self.buildOptions = buildOptions
-    self.poolVariant = poolVariant
+    self.kernelVariant = kernelVariant
     self.allocationCap = allocationCap
   }
 
@@ -72,11 +72,11 @@ public struct BackendSelection: Equatable, Sendable {
         "\(source)=\(backendText) is not a backend; valid values: "
           + Choice.allCases.map(\.rawValue).joined(separator: ", "))
     }
-    let variantText = environment["CLPOOL_POOL_VARIANT"] ?? ""
-    guard let variant = variantText.isEmpty ? .automatic : OpenCLBackend.PoolVariant(rawValue: variantText) else {
+    let variantText = environment["CLPOOL_KERNEL_VARIANT"] ?? ""
+    guard let variant = variantText.isEmpty ? .automatic : OpenCLBackend.KernelVariant(rawValue: variantText) else {
       throw CLPoolError.invalidConfiguration(
-        "CLPOOL_POOL_VARIANT=\(variantText) is not a pooling variant; valid values: "
-          + OpenCLBackend.PoolVariant.allCases.map(\.rawValue).joined(separator: ", "))
+        "CLPOOL_KERNEL_VARIANT=\(variantText) is not a pooling variant; valid values: "
+          + OpenCLBackend.KernelVariant.allCases.map(\.rawValue).joined(separator: ", "))
     }
     let capText = environment["CLPOOL_MAX_ALLOC_BYTES"] ?? ""
     guard capText.isEmpty || (UInt64(capText).map { $0 > 0 } ?? false) else {
@@ -85,13 +85,13 @@ public struct BackendSelection: Equatable, Sendable {
     }
     return BackendSelection(
       choice: choice, device: deviceText.isEmpty ? nil : DeviceSelector(deviceText),
-      buildOptions: environment["CLPOOL_BUILD_OPTIONS"] ?? "", poolVariant: variant,
+      buildOptions: environment["CLPOOL_BUILD_OPTIONS"] ?? "", kernelVariant: variant,
       allocationCap: UInt64(capText))
   }
 
   private func openCLBackend(_ device: OpenCLDevice, _ options: BackendOptions) throws -> OpenCLBackend {
     try OpenCLBackend(
-      device: device, options: options, poolVariant: poolVariant, buildOptions: buildOptions,
+      device: device, options: options, kernelVariant: kernelVariant, buildOptions: buildOptions,
       allocationCap: allocationCap)
   }
 
@@ -102,6 +102,7 @@ public struct BackendSelection: Equatable, Sendable {
   ) throws -> any Backend {
     switch choice {
     case .cpu:
+      try validateDeviceSelector()
       return CPUBackend(options: options)
     case .opencl:
       let devices = try matchingDevices()
@@ -134,7 +135,10 @@ public struct BackendSelection: Equatable, Sendable {
   ) throws -> [any Backend] {
     var backends: [any Backend] = []
     if choice != .opencl { backends.append(CPUBackend(options: options)) }
-    if choice == .cpu { return backends }
+    if choice == .cpu {
+      try validateDeviceSelector()
+      return backends
+    }
     let devices: [OpenCLDevice]
     do {
       devices = try matchingDevices()
@@ -171,6 +175,13 @@ public struct BackendSelection: Equatable, Sendable {
         "no OpenCL device with \(wanted); valid devices: \(known.isEmpty ? "none" : known)")
     }
     return matching
+  }
+
+  /// With the CPU backend a device selector picks nothing, but a wrong one is still an error;
+  /// when OpenCL itself is unavailable there is nothing to check it against.
+  private func validateDeviceSelector() throws {
+    guard device != nil, (try? OpenCLDevice.all()) != nil else { return }
+    _ = try matchingDevices()
   }
 
   /// GPUs and accelerators first, then the rest, in enumeration order.

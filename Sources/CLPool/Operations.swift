@@ -76,7 +76,8 @@ public struct PoolGeometry: Equatable, Sendable {
       channels = shape[shape.count - 1]
       spatialShape = Array(shape[1..<(shape.count - 1)])
     }
-    spatialSize = spatialShape.reduce(1, *)
+    // Checked on its own: a zero batch or channel count lets the whole shape's product pass.
+    spatialSize = try Tensor.elementCount(of: spatialShape)
     guard spatialSize > 0 else {
       throw CLPoolError.invalidShape(
         "cannot pool over an empty spatial extent (\(Tensor.describe(spatialShape)) in input "

@@ -29,8 +29,11 @@ struct CLPoolCommand: ParsableCommand {
         print(fullMessage(for: error))
         Foundation.exit(0)
       }
-      let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-      fail(message + " (see 'clpool --help')", status: 2)
+      // ArgumentParser lists valid values on lines of their own ("- nchw"); fold them into one.
+      let lines = self.message(for: error).split(separator: "\n").map(String.init)
+      let choices = lines.dropFirst().map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.hasPrefix("- ") }.map { String($0.dropFirst(2)) }
+      let first = lines.first ?? "\(error)"
+      fail(first + (choices.isEmpty ? "" : " " + choices.joined(separator: ", ")) + " (see 'clpool --help')", status: 2)
     }
   }
 

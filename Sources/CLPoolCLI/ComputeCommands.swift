@@ -11,6 +11,9 @@ extension Layout: ExpressibleByArgument {
   public static var allValueStrings: [String] {
     ["channels-first", "channels-last", "nchw", "nhwc", "ncl", "nlc", "ncdhw", "ndhwc"]
   }
+  public static var allValueDescriptions: [String: String] {
+    Dictionary(uniqueKeysWithValues: allValueStrings.map { ($0, $0) })
+  }
 }
 extension PoolOperation: ExpressibleByArgument {}
 extension WeightLayout: ExpressibleByArgument {}
@@ -120,9 +123,17 @@ struct PoolCommand: ParsableCommand {
         return try backend.globalMaxPool(x, layout: layout, keepDims: keepdims, returnIndices: indices != nil)
       }
     }
-    try writeNPY(result.values, output)
+    // Indices first: if either write fails, nothing of this run is left behind (SPEC: indices
+    // are [N, C] whatever --keepdims does to the values).
     if let indices, let values = result.indices {
-      try NPY.write(indices: values, shape: result.values.shape, to: URL(fileURLWithPath: indices))
+      let shape = try PoolGeometry(shape: x.shape, layout: layout).outputShape(keepDims: false)
+      try NPY.write(indices: values, shape: shape, to: URL(fileURLWithPath: indices))
+    }
+    do {
+      try writeNPY(result.values, output)
+    } catch {
+      if let indices { try? FileManager.default.removeItem(atPath: indices) }
+      throw error
     }
     try RunSummary("pool", input: x, output: result.values, path: output, backend: backend, seconds: seconds).print(json: json)
   }

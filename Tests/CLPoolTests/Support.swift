@@ -38,11 +38,11 @@ enum TestBackends {
     guard case .success(let devices) = openCLDevices else { return [] }
     var backends: [BackendUnderTest] = []
     for device in devices {
-      let variants: [OpenCLBackend.PoolVariant] = device.isAccelerator ? [.automatic, .workItem] : [.automatic, .workGroup]
+      let variants: [OpenCLBackend.KernelVariant] = device.isAccelerator ? [.automatic, .workItem] : [.automatic, .workGroup]
       for variant in variants {
         do {
-          let backend = try OpenCLBackend(device: device, options: options, poolVariant: variant)
-          backends.append(BackendUnderTest(backend: backend, name: "opencl[\(device.index)] \(device.name) pool=\(backend.poolVariant.rawValue)"))
+          let backend = try OpenCLBackend(device: device, options: options, kernelVariant: variant)
+          backends.append(BackendUnderTest(backend: backend, name: "opencl[\(device.index)] \(device.name) kernels=\(backend.kernelVariant.rawValue)"))
         } catch {
           Issue.record("OpenCL device \(device.index) (\(device.name)) failed to initialise: \(error)")
         }

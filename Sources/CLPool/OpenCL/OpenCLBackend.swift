@@ -8,21 +8,23 @@ import Foundation
 /// programs; kernels, whose arguments are state, are created per call), so one backend may be
 /// shared by many threads.
 public final class OpenCLBackend: Backend, @unchecked Sendable {
-  /// Which pooling kernels to use for channels-first input.
-  public enum PoolVariant: String, CaseIterable, Sendable {
-    /// Work-group trees on GPUs and accelerators, per-work-item loops on CPU devices.
+  /// Which family of kernels to use: barrier-free loops or work-group cooperation.
+  public enum KernelVariant: String, CaseIterable, Sendable {
+    /// Work-group kernels on GPUs and accelerators, per-work-item loops on CPU devices.
     case automatic = "auto"
-    /// One work-item per plane chunk: no barriers (what CPU drivers want).
+    /// Per-work-item loops: channels-first pooling one work-item per plane chunk, dense in
+    /// register tiles. No barriers (what CPU drivers want).
     case workItem = "item"
-    /// One work-group per plane chunk with a local-memory tree (what GPUs want).
+    /// Work-group kernels: channels-first pooling one work-group per plane chunk with a
+    /// local-memory tree, dense with tiles staged in local memory (what GPUs want).
     case workGroup = "group"
   }
 
   public let kind = BackendKind.opencl
   public let device: OpenCLDevice
   public var deviceName: String { device.description }
-  /// The variant actually used for channels-first pooling (`.automatic` resolved).
-  public let poolVariant: PoolVariant
+  /// The kernel family actually used (`.automatic` resolved).
+  public let kernelVariant: KernelVariant
   /// The largest buffer this backend allocates: the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE, or a
   /// lower cap. Pooling inputs above it run in parts; other requests above it are refused.
   public let allocationLimit: UInt64
@@ -52,7 +54,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   ///   to build (the error carries the build log).
   public init(
     device: OpenCLDevice, options: BackendOptions = BackendOptions(),
-    poolVariant: PoolVariant = .automatic,
+    kernelVariant: KernelVariant = .automatic,
     buildOptions: String = "",
     allocationCap: UInt64? = nil,
     cache: ProgramCache = .shared
@@ -77,8 +79,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         MemoryLayout<Int>.size, &treeLimit, nil),
       "clGetKernelWorkGroupInfo(gmp_rows_wg)")
     workGroupSize = groupSize
-    let wanted = poolVariant == .automatic ? (device.isAccelerator ? .workGroup : .workItem) : poolVariant
-    self.poolVariant = wanted == .workGroup && treeLimit < groupSize ? .workItem : wanted
+    let wanted = kernelVariant == .automatic ? (device.isAccelerator ? .workGroup : .workItem) : kernelVariant
+    self.kernelVariant = wanted == .workGroup && treeLimit < groupSize ? .workItem : wanted
   }
 
   /// Device time of the kernels of the most recent call (from profiling events), excluding
@@ -105,7 +107,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let units = max(1, device.computeUnits)
     let spatial = geometry.spatialSize
     let planes = batch * geometry.channels
-    switch (geometry.layout, poolVariant) {
+    switch (geometry.layout, kernelVariant) {
     case (.channelsLast, _):
       let items = batch * ((geometry.channels + 7) / 8)
       let target = units * (device.isAccelerator ? 2048 : 64)
@@ -352,19 +354,27 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let weightInOut = try inOutWeight(w, geometry, &events)
     // Batches smaller than a tile run one row per work-item (GEMV) instead of padding the tile.
     let singleRow = n < Self.denseRows
-    let kernel = try CLKernel(program: program, name: singleRow ? "dense_in_out_single_row" : "dense_in_out")
+    // Work-group variant: 64 x 64 output tiles through local memory (the GPU way).
+    let tiled = !singleRow && kernelVariant == .workGroup && device.maxWorkGroupSize >= 256
+    let name = singleRow ? "dense_in_out_single_row" : tiled ? "dense_in_out_tiled" : "dense_in_out"
+    let kernel = try CLKernel(program: program, name: name)
     try kernel.setArguments([
       .buffer(x), .buffer(weightInOut), .buffer(b), .buffer(y), .uint32(UInt32(n)), .uint32(UInt32(k)),
       .uint32(UInt32(m)), .int32(b == nil ? 0 : 1), .int32(Self.elementwiseCode(activation)),
     ])
-    let columnItems = (m + 15) / 16
-    let rowItems = singleRow ? n : (n + Self.denseRows - 1) / Self.denseRows
-    // Work-groups along the rows share W's column strip (16 measured best on PoCL); a GEMV
-    // runs one work-item per group, which PoCL spreads over its cores best.
-    let local = singleRow ? [1, 1] : [1, min(Self.denseRowGroup, rowItems)]
-    events.append(
-      try queue.launch(
-        kernel, global: [Self.roundUp(columnItems, local[0]), Self.roundUp(rowItems, local[1])], local: local))
+    if tiled {
+      events.append(
+        try queue.launch(kernel, global: [(m + 63) / 64 * 16, (n + 63) / 64 * 16], local: [16, 16]))
+    } else {
+      let columnItems = (m + 15) / 16
+      let rowItems = singleRow ? n : (n + Self.denseRows - 1) / Self.denseRows
+      // Work-groups along the rows share W's column strip (16 measured best on PoCL); a GEMV
+      // runs one work-item per group, which PoCL spreads over its cores best.
+      let local = singleRow ? [1, 1] : [1, min(Self.denseRowGroup, rowItems)]
+      events.append(
+        try queue.launch(
+          kernel, global: [Self.roundUp(columnItems, local[0]), Self.roundUp(rowItems, local[1])], local: local))
+    }
     try softmaxIfAsked(y, rows: n, columns: m, activation, &events)
     return y
   }

@@ -44,6 +44,13 @@ public struct BenchmarkCase: Sendable, Equatable {
     let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
     let sizes = parts.compactMap { Int($0) }
     let ranks = operation == .dense ? 3...3 : 3...5
+    // A benchmark allocates its inputs on the host: refuse what cannot fit (2^31 floats = 8 GiB).
+    let elements = operation == .dense
+      ? sizes.count == 3 ? sizes[0].multipliedReportingOverflow(by: sizes[1]).partialValue + sizes[1].multipliedReportingOverflow(by: sizes[2]).partialValue : 0
+      : sizes.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+    guard elements <= 1 << 31, sizes.allSatisfy({ $0 <= 1 << 31 }) else {
+      throw CLPoolError.sizeLimit("--shape \(text) needs more than 2^31 elements (8 GiB); the benchmark holds its inputs in host memory")
+    }
     guard sizes.count == parts.count, ranks.contains(sizes.count), sizes.allSatisfy({ $0 > 0 }) else {
       let form = operation == .dense ? "MxKxN, e.g. 256x2048x1000" : "3 to 5 positive sizes, e.g. 256x2048x7x7"
       throw CLPoolError.invalidArgument("--shape \(text) is not valid for \(operation.rawValue): expected \(form)")

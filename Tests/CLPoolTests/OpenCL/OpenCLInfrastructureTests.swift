@@ -88,10 +88,10 @@ struct OpenCLInfrastructureTests {
     }
   }
 
-  @Test func poolVariantFollowsDeviceType() throws {
+  @Test func kernelVariantFollowsDeviceType() throws {
     for device in try OpenCLDevice.all() {
       let backend = try OpenCLBackend(device: device)
-      #expect(backend.poolVariant == (device.isAccelerator ? .workGroup : .workItem))
+      #expect(backend.kernelVariant == (device.isAccelerator ? .workGroup : .workItem))
     }
   }
 

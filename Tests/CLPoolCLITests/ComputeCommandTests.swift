@@ -209,6 +209,12 @@ import Testing
       #expect(run.stderrLines.count == 1 && run.stderr.contains(name) && run.stderr.contains(message), "\(name): \(run.stderr)")
       #expect(try scratch.files() == before, "\(name) left a file behind")
     }
+    // A failed second output (the indices) leaves neither file.
+    let sample = try scratch.save(try Tensor(shape: [1, 2, 2, 2], scalars: [1, 2, 3, 4, 5, 6, 7, 8]), "sample.npy")
+    let before = try scratch.files()
+    let unwritable = try ClpoolRun.run(["pool", sample, "-o", scratch.path("v.npy"), "--op", "max", "--indices", "/nonexistent/i.npy", "--backend", "cpu"])
+    #expect(unwritable.status == 2 && unwritable.stderrLines.count == 1 && unwritable.stderr.contains("/nonexistent/i.npy"))
+    #expect(try scratch.files() == before)
     let good = try scratch.save(try Tensor(shape: [2, 3], repeating: 1), "rank2.npy")
     let weight = try scratch.save(try Tensor(shape: [4, 2], repeating: 1), "w.npy")
     let usage: [([String], String)] = [

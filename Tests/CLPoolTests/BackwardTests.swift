@@ -39,10 +39,13 @@ import Testing
         let dxAverage = try candidate.backend.globalAveragePoolBackward(dz, inputShape: x.shape, layout: layout)
         expectClose(dxAverage, numericGradient(x) { dot(Float64Reference.averagePool($0, geometry).mean) }, "\(candidate.name) avg \(layout) \(shape)")
 
-        // Uniform random data has no ties, and a step of h cannot move a maximum.
-        let forward = try candidate.backend.globalMaxPool(x, layout: layout, keepDims: false, returnIndices: true)
+        // Distinct values 0.25 apart in random order: a step of h cannot move a maximum.
+        var order = Array(0..<x.count)
+        order.shuffle(using: &random)
+        let spaced = try Tensor(shape: x.shape, scalars: order.map { Float($0) * 0.25 })
+        let forward = try candidate.backend.globalMaxPool(spaced, layout: layout, keepDims: false, returnIndices: true)
         let dxMax = try candidate.backend.globalMaxPoolBackward(dz, indices: forward.indices!, inputShape: x.shape, layout: layout)
-        expectClose(dxMax, numericGradient(x) { dot(Float64Reference.maxPool($0, geometry).values) }, "\(candidate.name) max \(layout) \(shape)")
+        expectClose(dxMax, numericGradient(spaced) { dot(Float64Reference.maxPool($0, geometry).values) }, "\(candidate.name) max \(layout) \(shape)")
       }
     }
   }

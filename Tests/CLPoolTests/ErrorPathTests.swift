@@ -41,6 +41,12 @@ import Testing
     expectShapeError("rank 2 [N,K]") { _ = try backend.dense(try Tensor(shape: [4, 8, 1], repeating: 1), weight: try Tensor(shape: [8, 3], repeating: 1), bias: nil, weightLayout: .inOut, activation: .none) }
   }
 
+  /// A zero batch makes the whole product 0, so the spatial size needs its own overflow check.
+  @Test func hugeSpatialExtentWithZeroBatchIsAnError() {
+    #expect(throws: CLPoolError.self) { try PoolGeometry(shape: [0, 1, 1 << 32, 1 << 32], layout: .channelsFirst) }
+    #expect(throws: CLPoolError.self) { try PoolGeometry(shape: [0, 1 << 32, 1 << 32, 1], layout: .channelsLast) }
+  }
+
   @Test func tensorRejectsBadShapes() {
     #expect(throws: CLPoolError.self) { try Tensor(shape: [2, -1], scalars: []) }
     #expect(throws: CLPoolError.self) { try Tensor(shape: [2, 3], scalars: [1, 2]) }

@@ -34,6 +34,22 @@ import Testing
     }
   }
 
+  /// Dense stays within 1e-5 for a very long reduction (K = 2^18), where one running float32 sum
+  /// per output would not.
+  @Test func densePrecisionForLongRows() throws {
+    var random = SplitMix64(seed: TestBackends.seed)
+    let (n, k, m) = (7, 1 << 18, 19)
+    let x = try TestData.uniform([n, k], in: 0..<1, random: &random)
+    let w = try TestData.uniform([k, m], in: 0..<1, random: &random)
+    let geometry = try DenseGeometry(input: x.shape, weight: w.shape, bias: nil, weightLayout: .inOut)
+    let reference = Float64Reference.dense(x.scalars.map(Double.init), w.scalars, nil, geometry, .none)
+    for candidate in TestBackends.all {
+      let y = try candidate.backend.dense(x, weight: w, bias: nil, weightLayout: .inOut, activation: .none)
+      let check = CrossCheck.dense(y.scalars, reference: reference)
+      #expect(check.passed, "\(candidate.name): relative error \(check.maxError)")
+    }
+  }
+
   /// The same input twice gives bitwise the same output on each backend.
   @Test func resultsAreDeterministic() throws {
     var random = SplitMix64(seed: TestBackends.seed)

@@ -112,12 +112,13 @@ public struct BackendSelection: Equatable, Sendable {
         let devices = try matchingDevices()
         // With a device named, auto uses it; otherwise only a GPU or accelerator beats the CPU.
         let candidates = device != nil ? devices : devices.filter(\.isAccelerator)
-        for candidate in candidates {
+        for (position, candidate) in candidates.enumerated() {
           do {
             // Calls too small to pay for a launch run on the CPU (break-even measured here).
             return try DispatchingBackend(device: try openCLBackend(candidate, options), cpu: CPUBackend(options: options))
           } catch {
-            note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable, \(Self.firstLine(error)); trying the next")
+            let next = position + 1 < candidates.count ? "trying the next device" : "using the CPU backend"
+            note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable (\(Self.firstLine(error))); \(next)")
           }
         }
       } catch {

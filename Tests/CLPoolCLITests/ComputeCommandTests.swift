@@ -246,4 +246,10 @@ enum NPYTestBytes {
     data.append(contentsOf: (0..<bytes).map { UInt8(truncatingIfNeeded: $0 &* 37) })
     return data
   }
+
+  static func float32File(shape: [Int], values: [Float]) -> Data {
+    var data = file(descr: "<f4", shape: shape, bytes: 0)
+    for value in values { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+    return data
+  }
 }

@@ -33,8 +33,18 @@ struct DenseOptionGroup: ParsableArguments {
   @Option(help: "none, relu, sigmoid or softmax.")
   var activation: Activation = .none
 
-  func load() throws -> (weight: Tensor, bias: Tensor?) {
-    (try readNPY(weight), try bias.map(readNPY))
+  /// Reads the input, weight and bias, runs `compute` on the selected backend, writes the
+  /// result and reports: the whole of `clpool dense` and `clpool head` but the operation.
+  func run(
+    _ command: String, input: String, output: String, backendOptions: BackendOptionGroup, json: Bool,
+    _ compute: (any Backend, Tensor, Tensor, Tensor?) throws -> Tensor
+  ) throws {
+    let x = try readNPY(input)
+    let (weights, biases) = (try readNPY(weight), try bias.map(readNPY))
+    let backend = try backendOptions.selection().makeBackend()
+    let (y, seconds) = try timed { try compute(backend, x, weights, biases) }
+    try writeNPY(y, output)
+    try RunSummary(command, input: x, output: y, path: output, backend: backend, seconds: seconds).print(json: json)
   }
 }
 
@@ -157,14 +167,10 @@ struct DenseCommand: ParsableCommand {
   var json = false
 
   func run() throws {
-    let x = try readNPY(input)
-    let (weight, bias) = try dense.load()
-    let backend = try backendOptions.selection().makeBackend()
-    let (y, seconds) = try timed {
+    try dense.run("dense", input: input, output: output, backendOptions: backendOptions, json: json) {
+      backend, x, weight, bias in
       try backend.dense(x, weight: weight, bias: bias, weightLayout: dense.weightLayout, activation: dense.activation)
     }
-    try writeNPY(y, output)
-    try RunSummary("dense", input: x, output: y, path: output, backend: backend, seconds: seconds).print(json: json)
   }
 }
 
@@ -189,15 +195,11 @@ struct HeadCommand: ParsableCommand {
   var json = false
 
   func run() throws {
-    let x = try readNPY(input)
-    let (weight, bias) = try dense.load()
-    let backend = try backendOptions.selection().makeBackend()
-    let (y, seconds) = try timed {
+    try dense.run("head", input: input, output: output, backendOptions: backendOptions, json: json) {
+      backend, x, weight, bias in
       try backend.head(
         x, layout: layout, weight: weight, bias: bias, weightLayout: dense.weightLayout, activation: dense.activation)
     }
-    try writeNPY(y, output)
-    try RunSummary("head", input: x, output: y, path: output, backend: backend, seconds: seconds).print(json: json)
   }
 }
 

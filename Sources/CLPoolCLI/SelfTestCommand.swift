@@ -32,7 +32,7 @@ struct SelfTestCommand: ParsableCommand {
     guard rounds >= 1 else { throw ValidationError("--repeat must be at least 1") }
   }
 
-  func run() throws {
+  private func runRounds() throws {
     let selection = try backendOptions.selection()
     let backends = try selection.makeAllBackends(options: BackendOptions(poisonOutputs: true))
     let seed = self.seed ?? UInt64.random(in: 0...UInt64.max)
@@ -58,6 +58,12 @@ struct SelfTestCommand: ParsableCommand {
     let failed = results.filter { !$0.passed }.count
     table.summary(results, backends: backends, seed: seed, seconds: Date().timeIntervalSince(start))
     if failed > 0 { throw ExitCode(1) }
+  }
+
+  func run() throws {
+    try runRounds()
+    // The backends are gone now: every OpenCL object they made must be released with them.
+    if rounds > 1 && !json { print("live OpenCL objects after releasing the backends: \(OpenCLDiagnostics.liveObjects)") }
   }
 }
 

@@ -46,6 +46,30 @@ import Testing
     #expect(explicit.stderrLines.count == 1 && explicit.stderr.contains("CL_PLATFORM_NOT_FOUND_KHR"), "\(explicit.stderr)")
   }
 
+  /// A leak check in a process of its own: rounds of the selftest keep resident memory and the
+  /// number of live OpenCL objects flat.
+  @Test func repeatedSelftestKeepsMemoryFlat() throws {
+    let run = try ClpoolRun.run(["selftest", "--repeat", "6", "--filter", "nchw"])
+    #expect(run.status == 0, "\(run.stderr)")
+    let rounds = run.stdout.split(separator: "\n").filter { $0.hasPrefix("round ") }
+    #expect(rounds.count == 6)
+    func numbers(_ line: Substring) -> (megabytes: Double, objects: Int)? {
+      let words = line.split(separator: " ")
+      guard let memory = words.firstIndex(of: "memory"), memory + 1 < words.count,
+        let megabytes = Double(words[memory + 1]), let objects = Int(words.last ?? "")
+      else { return nil }
+      return (megabytes, objects)
+    }
+    guard rounds.count == 6, let second = numbers(rounds[1]), let last = numbers(rounds[5]) else {
+      Issue.record("no resident-memory lines: \(run.stdout.suffix(400))")
+      return
+    }
+    // Four more rounds of every nchw case (hundreds of calls, tens of MB through the backends).
+    #expect(last.megabytes - second.megabytes < 8, "resident memory grew from \(second.megabytes) to \(last.megabytes) MiB")
+    #expect(last.objects == second.objects, "live OpenCL objects went from \(second.objects) to \(last.objects)")
+    #expect(run.stdout.contains("live OpenCL objects after releasing the backends: 0\n"), "\(run.stdout.suffix(300))")
+  }
+
   @Test func badUsageExitsTwoWithOneLine() throws {
     let badEnvironment = try ClpoolRun.run(["selftest"], environment: ["CLPOOL_BACKEND": "gpu"])
     #expect(badEnvironment.status == 2)

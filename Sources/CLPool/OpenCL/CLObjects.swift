@@ -88,7 +88,7 @@ final class CLQueue {
   }
 
   /// Fills the whole buffer with a repeated pattern (4 or 8 bytes).
-  func fill<Pattern>(_ buffer: CLBuffer, with pattern: Pattern) throws {
+  func fill<Pattern: BitwiseCopyable>(_ buffer: CLBuffer, with pattern: Pattern) throws {
     var value = pattern
     try check(
       clEnqueueFillBuffer(
@@ -96,7 +96,6 @@ final class CLQueue {
       "clEnqueueFillBuffer")
   }
 
-  func finish() throws { try check(clFinish(raw), "clFinish") }
 }
 
 final class CLBuffer {
@@ -151,11 +150,6 @@ final class CLEvent {
   deinit {
     clReleaseEvent(raw)
     OpenCLDiagnostics.released()
-  }
-
-  func wait() throws {
-    var event: cl_event? = raw
-    try check(clWaitForEvents(1, &event), "clWaitForEvents")
   }
 
   /// Device time between the command's start and end, from the profiling counters.
@@ -242,7 +236,7 @@ final class CLProgram {
     guard clGetProgramBuildInfo(raw, device, cl_program_build_info(CL_PROGRAM_BUILD_LOG), size, &log, nil)
       == CL_SUCCESS
     else { return "" }
-    return String(cString: log)
+    return String(decoding: log.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
   }
 
   /// The device binary of a program built for exactly one device.

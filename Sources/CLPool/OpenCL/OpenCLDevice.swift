@@ -121,7 +121,8 @@ public struct OpenCLDevice: Sendable, CustomStringConvertible {
     try check(query(0, nil, &size), call)
     var bytes = [CChar](repeating: 0, count: size + 1)
     try check(query(size, &bytes, nil), call)
-    return String(cString: bytes).trimmingCharacters(in: .whitespaces)
+    return String(decoding: bytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      .trimmingCharacters(in: .whitespaces)
   }
 }
 

@@ -46,6 +46,7 @@ let libraryTargets: [Target] = [
     // The kernels live at the top level (one source of truth, lint-able as OpenCL C) and are
     // embedded into the library so an installed `clpool` needs no files beside it.
     resources: [
+      .embedInCode("../../Kernels/storage.h"),
       .embedInCode("../../Kernels/pool.cl"),
       .embedInCode("../../Kernels/dense.cl"),
       .embedInCode("../../Kernels/head.cl"),

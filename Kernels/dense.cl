@@ -14,6 +14,9 @@
  * Tiles on the right or bottom edge clamp their loads to the last valid row / column and skip
  * those stores, so any N, K, M >= 1 works.
  *
+ * Storage (storage.h): x, W, bias and y are `real`; products accumulate in acc_t (float, or double
+ * for double storage).
+ *
  * Epilogue: bias (when has_bias != 0) and the element-wise activation are fused; softmax needs the
  * whole row and runs afterwards as softmax_rows (numerically stable: subtract the row max).
  *
@@ -24,6 +27,10 @@
  *   transpose     2-D global size (>= cols, >= rows) of the source [rows, cols]
  *   softmax_rows  1-D global size >= N
  */
+
+#ifndef CLPOOL_STORAGE_H
+#include "storage.h"
+#endif
 
 #ifndef ROWS
 #define ROWS 6 /* rows of y per work-item in dense_in_out */
@@ -37,41 +44,41 @@
 #define ACTIVATION_SIGMOID 2
 
 /* relu keeps NaN (NaN < 0 is false), as frameworks do. */
-inline float activate(float v, int activation) {
-  if (activation == ACTIVATION_RELU) return v < 0.0f ? 0.0f : v;
-  if (activation == ACTIVATION_SIGMOID) return 1.0f / (1.0f + exp(-v));
+inline acc_t activate(acc_t v, int activation) {
+  if (activation == ACTIVATION_RELU) return v < 0 ? (acc_t)0 : v;
+  if (activation == ACTIVATION_SIGMOID) return 1 / (1 + exp(-v));
   return v;
 }
 
 /* Eight consecutive W entries of row k from column m0, clamping columns past the edge. */
-inline float8 load_w8(__global const float *w_row, uint m0, uint m_dim) {
-  if (m0 + 8 <= m_dim) return vload8(0, w_row + m0);
-  float lanes[8];
-  for (uint j = 0; j < 8; ++j) lanes[j] = w_row[min(m0 + j, m_dim - 1)];
+inline acc8_t load_w8(__global const real *w_row, uint m0, uint m_dim) {
+  if (m0 + 8 <= m_dim) return LOAD8(0, w_row + m0);
+  acc_t lanes[8];
+  for (uint j = 0; j < 8; ++j) lanes[j] = LOAD(min(m0 + j, m_dim - 1), w_row);
   return vload8(0, lanes);
 }
 
 /* lo/hi[r] = sum over k in [k_begin, k_end) of x[r0 + r, k] * W[k, m0 .. m0 + 16). */
-inline void accumulate_tile(__global const float *const *x_row, __global const float *w,
+inline void accumulate_tile(__global const real *const *x_row, __global const real *w,
                             uint k_begin, uint k_end, uint m0, uint m_dim, const uint rows,
-                            float8 *lo, float8 *hi) {
-  for (uint r = 0; r < rows; ++r) lo[r] = hi[r] = (float8)(0.0f);
+                            acc8_t *lo, acc8_t *hi) {
+  for (uint r = 0; r < rows; ++r) lo[r] = hi[r] = (acc8_t)(0);
   if (m0 + 16 <= m_dim) {
     for (uint k = k_begin; k < k_end; ++k) {
-      __global const float *w_row = w + (ulong)k * m_dim + m0;
-      float8 w_lo = vload8(0, w_row), w_hi = vload8(1, w_row);
+      __global const real *w_row = w + (ulong)k * m_dim + m0;
+      acc8_t w_lo = LOAD8(0, w_row), w_hi = LOAD8(1, w_row);
       for (uint r = 0; r < rows; ++r) {
-        float xv = x_row[r][k];
+        acc_t xv = LOAD(k, x_row[r]);
         lo[r] += xv * w_lo;
         hi[r] += xv * w_hi;
       }
     }
   } else {
     for (uint k = k_begin; k < k_end; ++k) {
-      __global const float *w_row = w + (ulong)k * m_dim;
-      float8 w_lo = load_w8(w_row, m0, m_dim), w_hi = load_w8(w_row, m0 + 8, m_dim);
+      __global const real *w_row = w + (ulong)k * m_dim;
+      acc8_t w_lo = load_w8(w_row, m0, m_dim), w_hi = load_w8(w_row, m0 + 8, m_dim);
       for (uint r = 0; r < rows; ++r) {
-        float xv = x_row[r][k];
+        acc_t xv = LOAD(k, x_row[r]);
         lo[r] += xv * w_lo;
         hi[r] += xv * w_hi;
       }
@@ -81,21 +88,21 @@ inline void accumulate_tile(__global const float *const *x_row, __global const f
 
 /* The work-item's tile: rows x 16 outputs from row r0, column m0. `rows` is a literal at each
  * call site (ROWS or 1), so after inlining the loops over it unroll into registers. */
-inline void dense_tile(__global const float *x, __global const float *w, __global const float *bias,
-                       __global float *y, uint n_dim, uint k_dim, uint m_dim, int has_bias,
+inline void dense_tile(__global const real *x, __global const real *w, __global const real *bias,
+                       __global real *y, uint n_dim, uint k_dim, uint m_dim, int has_bias,
                        int activation, const uint rows, uint r0, uint m0) {
-  __global const float *x_row[ROWS];
+  __global const real *x_row[ROWS];
   for (uint r = 0; r < rows; ++r) x_row[r] = x + (ulong)min(r0 + r, n_dim - 1) * k_dim;
   /* Up to K_BLOCK steps of k sum straight into the tile; longer sums run in blocks of K_BLOCK
    * folded into totals, so rounding error grows with the block length and the number of blocks,
    * not with K (SPEC: 1e-5 for any K). Two paths, because carrying the totals through short sums
    * measured 2x slower on PoCL. */
-  float8 lo[ROWS], hi[ROWS];
+  acc8_t lo[ROWS], hi[ROWS];
   if (k_dim <= K_BLOCK) {
     accumulate_tile(x_row, w, 0, k_dim, m0, m_dim, rows, lo, hi);
   } else {
-    float8 total_lo[ROWS], total_hi[ROWS];
-    for (uint r = 0; r < rows; ++r) total_lo[r] = total_hi[r] = (float8)(0.0f);
+    acc8_t total_lo[ROWS], total_hi[ROWS];
+    for (uint r = 0; r < rows; ++r) total_lo[r] = total_hi[r] = (acc8_t)(0);
     for (uint k_begin = 0; k_begin < k_dim; k_begin += K_BLOCK) {
       accumulate_tile(x_row, w, k_begin, min(k_begin + K_BLOCK, k_dim), m0, m_dim, rows, lo, hi);
       for (uint r = 0; r < rows; ++r) {
@@ -109,19 +116,19 @@ inline void dense_tile(__global const float *x, __global const float *w, __globa
     }
   }
   for (uint r = 0; r < rows && r0 + r < n_dim; ++r) {
-    float out[16];
+    acc_t out[16];
     vstore8(lo[r], 0, out);
     vstore8(hi[r], 1, out);
-    __global float *y_row = y + (ulong)(r0 + r) * m_dim;
+    __global real *y_row = y + (ulong)(r0 + r) * m_dim;
     for (uint j = 0; j < 16 && m0 + j < m_dim; ++j) {
-      float value = out[j] + (has_bias ? bias[m0 + j] : 0.0f);
-      y_row[m0 + j] = activate(value, activation);
+      acc_t value = out[j] + (has_bias ? LOAD(m0 + j, bias) : (acc_t)0);
+      STORE(activate(value, activation), m0 + j, y_row);
     }
   }
 }
 
-__kernel void dense_in_out(__global const float *x, __global const float *w,
-                           __global const float *bias, __global float *y, uint n_dim, uint k_dim,
+__kernel void dense_in_out(__global const real *x, __global const real *w,
+                           __global const real *bias, __global real *y, uint n_dim, uint k_dim,
                            uint m_dim, int has_bias, int activation) {
   uint m0 = (uint)get_global_id(0) * 16;
   uint r0 = (uint)get_global_id(1) * ROWS;
@@ -131,8 +138,8 @@ __kernel void dense_in_out(__global const float *x, __global const float *w,
 
 /* The same with one row per work-item: for batches smaller than ROWS (batch-1 GEMV), where a
  * ROWS-high tile would mostly multiply clamped duplicate rows. */
-__kernel void dense_in_out_single_row(__global const float *x, __global const float *w,
-                                      __global const float *bias, __global float *y, uint n_dim,
+__kernel void dense_in_out_single_row(__global const real *x, __global const real *w,
+                                      __global const real *bias, __global real *y, uint n_dim,
                                       uint k_dim, uint m_dim, int has_bias, int activation) {
   uint m0 = (uint)get_global_id(0) * 16;
   uint r0 = (uint)get_global_id(1);
@@ -141,21 +148,21 @@ __kernel void dense_in_out_single_row(__global const float *x, __global const fl
 }
 
 /* out[c, r] = in[r, c] for in [rows, cols]. */
-__kernel void transpose(__global const float *in, __global float *out, uint rows, uint cols) {
+__kernel void transpose(__global const real *in, __global real *out, uint rows, uint cols) {
   uint c = (uint)get_global_id(0), r = (uint)get_global_id(1);
-  if (c < cols && r < rows) out[(ulong)c * rows + r] = in[(ulong)r * cols + c];
+  if (c < cols && r < rows) STORE(LOAD((ulong)r * cols + c, in), (ulong)c * rows + r, out);
 }
 
 /* softmax over each row of y [N, M], in place: exp(v - max) / sum. */
-__kernel void softmax_rows(__global float *y, uint n_dim, uint m_dim) {
+__kernel void softmax_rows(__global real *y, uint n_dim, uint m_dim) {
   uint row = (uint)get_global_id(0);
   if (row >= n_dim) return;
-  __global float *p = y + (ulong)row * m_dim;
-  float top = -INFINITY;
-  for (uint j = 0; j < m_dim; ++j) top = fmax(top, p[j]); /* NaN reaches every output via sum */
-  float sum = 0.0f;
-  for (uint j = 0; j < m_dim; ++j) sum += exp(p[j] - top);
-  for (uint j = 0; j < m_dim; ++j) p[j] = exp(p[j] - top) / sum;
+  __global real *p = y + (ulong)row * m_dim;
+  acc_t top = -INFINITY;
+  for (uint j = 0; j < m_dim; ++j) top = fmax(top, LOAD(j, p)); /* NaN reaches every output via sum */
+  acc_t sum = 0;
+  for (uint j = 0; j < m_dim; ++j) sum += exp(LOAD(j, p) - top);
+  for (uint j = 0; j < m_dim; ++j) STORE(exp(LOAD(j, p) - top) / sum, j, p);
 }
 
 /* ------------------------------------------------- work-group tiled variant (GPUs) */
@@ -169,34 +176,34 @@ __kernel void softmax_rows(__global float *y, uint n_dim, uint m_dim) {
 #define TILE 64
 #define TILE_K 16
 __kernel __attribute__((reqd_work_group_size(16, 16, 1)))
-void dense_in_out_tiled(__global const float *x, __global const float *w,
-                        __global const float *bias, __global float *y, uint n_dim, uint k_dim,
+void dense_in_out_tiled(__global const real *x, __global const real *w,
+                        __global const real *bias, __global real *y, uint n_dim, uint k_dim,
                         uint m_dim, int has_bias, int activation) {
-  __local float x_tile[TILE][TILE_K];
-  __local float w_tile[TILE_K][TILE];
+  __local acc_t x_tile[TILE][TILE_K];
+  __local acc_t w_tile[TILE_K][TILE];
   uint tx = (uint)get_local_id(0), ty = (uint)get_local_id(1);
   uint row0 = (uint)get_group_id(1) * TILE, col0 = (uint)get_group_id(0) * TILE;
   uint linear = ty * 16 + tx; /* 0..255: each work-item stages 4 elements of each tile */
-  float acc[4][4], total[4][4];
+  acc_t acc[4][4], total[4][4];
   for (uint i = 0; i < 4; ++i)
-    for (uint j = 0; j < 4; ++j) acc[i][j] = total[i][j] = 0.0f;
+    for (uint j = 0; j < 4; ++j) acc[i][j] = total[i][j] = 0;
   for (uint k0 = 0; k0 < k_dim; k0 += TILE_K) {
     if (k0 % K_BLOCK == 0) { /* fold each K_BLOCK of k, as dense_tile does */
       for (uint i = 0; i < 4; ++i)
         for (uint j = 0; j < 4; ++j) {
           total[i][j] += acc[i][j];
-          acc[i][j] = 0.0f;
+          acc[i][j] = 0;
         }
     }
     for (uint e = linear; e < TILE * TILE_K; e += 256) {
       uint r = e / TILE_K, c = e % TILE_K; /* x tile: row r, column c */
-      x_tile[r][c] = (row0 + r < n_dim && k0 + c < k_dim) ? x[(ulong)(row0 + r) * k_dim + k0 + c] : 0.0f;
+      x_tile[r][c] = (row0 + r < n_dim && k0 + c < k_dim) ? LOAD((ulong)(row0 + r) * k_dim + k0 + c, x) : (acc_t)0;
       uint kr = e / TILE, mc = e % TILE; /* W tile: row kr, column mc (coalesced along M) */
-      w_tile[kr][mc] = (k0 + kr < k_dim && col0 + mc < m_dim) ? w[(ulong)(k0 + kr) * m_dim + col0 + mc] : 0.0f;
+      w_tile[kr][mc] = (k0 + kr < k_dim && col0 + mc < m_dim) ? LOAD((ulong)(k0 + kr) * m_dim + col0 + mc, w) : (acc_t)0;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint kk = 0; kk < TILE_K; ++kk) {
-      float xv[4], wv[4];
+      acc_t xv[4], wv[4];
       for (uint i = 0; i < 4; ++i) xv[i] = x_tile[ty + 16 * i][kk];
       for (uint j = 0; j < 4; ++j) wv[j] = w_tile[kk][tx + 16 * j];
       for (uint i = 0; i < 4; ++i)
@@ -210,8 +217,8 @@ void dense_in_out_tiled(__global const float *x, __global const float *w,
     for (uint j = 0; j < 4; ++j) {
       uint col = col0 + tx + 16 * j;
       if (col >= m_dim) continue;
-      float sum = total[i][j] + acc[i][j];
-      y[(ulong)row * m_dim + col] = activate(sum + (has_bias ? bias[col] : 0.0f), activation);
+      acc_t sum = total[i][j] + acc[i][j];
+      STORE(activate(sum + (has_bias ? LOAD(col, bias) : (acc_t)0), activation), (ulong)row * m_dim + col, y);
     }
   }
 }

@@ -15,24 +15,31 @@
  * several column groups (small batches, so every core has work), each group pools its rows
  * again: cheap next to the product, and it keeps one launch.
  *
+ * Storage (storage.h): x, W, bias, y and `pooled` are `real`, so the pooled rows round as an
+ * unfused GAP's output would; sums run in acc_t.
+ *
  * W is [C, M] (in-out); the host transposes an out-in weight first.
  *
  * Launch: 2-D, global (G * L, ceil(N / ROWS)), local (L, 1), for G column groups of L
- * work-items; `pooled` holds at least ceil(N / ROWS) * ROWS * C floats.
+ * work-items; `pooled` holds at least ceil(N / ROWS) * ROWS * C elements.
  */
+
+#ifndef CLPOOL_STORAGE_H
+#include "storage.h"
+#endif
 
 /* From pool.cl and dense.cl (declared here so this file also compiles, and lints, on its own). */
 #ifndef ROWS
 #define ROWS 6 /* dense.cl's default; the host passes -DROWS to the whole program */
 #endif
-float sum_contiguous(__global const float *p, ulong len);
-float sum_strided(__global const float *p, ulong len, ulong stride);
-void dense_tile(__global const float *x, __global const float *w, __global const float *bias,
-                __global float *y, uint n_dim, uint k_dim, uint m_dim, int has_bias, int activation,
+acc_t sum_contiguous(__global const real *p, ulong len);
+acc_t sum_strided(__global const real *p, ulong len, ulong stride);
+void dense_tile(__global const real *x, __global const real *w, __global const real *bias,
+                __global real *y, uint n_dim, uint k_dim, uint m_dim, int has_bias, int activation,
                 const uint rows, uint r0, uint m0);
 
-__kernel void head_avg(__global const float *x, __global const float *w,
-                       __global const float *bias, __global float *y, __global float *pooled,
+__kernel void head_avg(__global const real *x, __global const real *w,
+                       __global const real *bias, __global real *y, __global real *pooled,
                        uint n_dim, uint channels, ulong spatial, uint m_dim, int has_bias,
                        int activation, int channels_last) {
   uint lid = (uint)get_local_id(0), size = (uint)get_local_size(0);
@@ -40,9 +47,9 @@ __kernel void head_avg(__global const float *x, __global const float *w,
   for (uint i = lid; i < ROWS * channels; i += size) {
     uint r = i / channels, c = i % channels;
     ulong n = min(r0 + r, n_dim - 1);
-    float sum = channels_last ? sum_strided(x + n * spatial * channels + c, spatial, channels)
+    acc_t sum = channels_last ? sum_strided(x + n * spatial * channels + c, spatial, channels)
                               : sum_contiguous(x + (n * channels + c) * spatial, spatial);
-    pooled[(ulong)(r0 + r) * channels + c] = sum / (float)spatial;
+    STORE(sum / (acc_t)spatial, (ulong)(r0 + r) * channels + c, pooled);
   }
   barrier(CLK_GLOBAL_MEM_FENCE);
   uint strip_step = (uint)get_global_size(0) * 16;

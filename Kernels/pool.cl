@@ -26,7 +26,16 @@
  *                                    (GPUs: coalesced strided loads, parallel reduction)
  *   gap_channels_last / gmp_...      one work-item per (n, 8 channels, chunk), vector across C
  *   gap_combine / gmp_combine        pass 2: one work-item per row
+ *   gap_ragged / gmp_ragged          a ragged batch: per-sample offsets and spatial sizes
+ *
+ * Storage (storage.h): data are `real` (half, float or double), arithmetic is acc_t (float, or
+ * double for double storage). Partial sums between the passes stay acc_t, so half storage rounds
+ * once, at the end.
  */
+
+#ifndef CLPOOL_STORAGE_H
+#include "storage.h"
+#endif
 
 #ifndef BLOCK
 #define BLOCK 256 /* elements per Kahan block; a multiple of VEC */
@@ -34,69 +43,69 @@
 #ifndef WG_SIZE
 #define WG_SIZE 256 /* work-group size of the *_wg kernels; a power of two */
 #endif
-#define VEC 8 /* lanes of the vector kernels (float8) */
+#define VEC 8 /* lanes of the vector kernels (acc8_t) */
 
 /* ---------------------------------------------------------------- shared helpers */
 
-/* Kahan-compensated accumulation: acc.x is the running sum, acc.y the lost low-order part. Once
+/* Kahan-compensated accumulation: sum.x is the running sum, sum.y the lost low-order part. Once
  * the sum is infinite (or NaN) the compensation would be inf - inf = NaN and poison later adds,
  * so it is dropped: an infinite sum stays infinite, +inf and -inf still give NaN. */
-inline float2 kahan_add(float2 acc, float value) {
-  float y = value - acc.y;
-  float t = acc.x + y;
-  acc.y = isfinite(t) ? (t - acc.x) - y : 0.0f;
-  acc.x = t;
-  return acc;
+inline acc2_t kahan_add(acc2_t sum, acc_t value) {
+  acc_t y = value - sum.y;
+  acc_t t = sum.x + y;
+  sum.y = isfinite(t) ? (t - sum.x) - y : (acc_t)0;
+  sum.x = t;
+  return sum;
 }
 
-inline float horizontal_sum(float8 v) {
-  float4 a = v.lo + v.hi;
-  float2 b = a.lo + a.hi;
+inline acc_t horizontal_sum(acc8_t v) {
+  acc4_t a = v.lo + v.hi;
+  acc2_t b = a.lo + a.hi;
   return b.x + b.y;
 }
 
 /* Is (value, index) a better max candidate than (best, best_index)? NaN beats numbers; among
  * equals (and among NaNs) the smaller index wins. */
-inline bool max_is_better(float value, long index, float best, long best_index) {
+inline bool max_is_better(acc_t value, long index, acc_t best, long best_index) {
   if (isnan(best)) return isnan(value) && index < best_index;
   if (isnan(value)) return true;
   return value > best || (value == best && index < best_index);
 }
 
 /* Sum of len contiguous elements. */
-inline float sum_contiguous(__global const float *p, ulong len) {
-  float2 acc = (float2)(0.0f, 0.0f);
+inline acc_t sum_contiguous(__global const real *p, ulong len) {
+  acc2_t total = (acc2_t)(0);
   ulong i = 0;
   for (; i + BLOCK <= len; i += BLOCK) {
-    float8 lanes = (float8)(0.0f);
-    for (uint j = 0; j < BLOCK; j += VEC) lanes += vload8(0, p + i + j);
-    acc = kahan_add(acc, horizontal_sum(lanes));
+    acc8_t lanes = (acc8_t)(0);
+    for (uint j = 0; j < BLOCK; j += VEC) lanes += LOAD8(0, p + i + j);
+    total = kahan_add(total, horizontal_sum(lanes));
   }
-  float8 lanes = (float8)(0.0f);
-  for (; i + VEC <= len; i += VEC) lanes += vload8(0, p + i);
-  float tail = horizontal_sum(lanes);
-  for (; i < len; ++i) tail += p[i];
-  return kahan_add(acc, tail).x;
+  acc8_t lanes = (acc8_t)(0);
+  for (; i + VEC <= len; i += VEC) lanes += LOAD8(0, p + i);
+  acc_t tail = horizontal_sum(lanes);
+  for (; i < len; ++i) tail += LOAD(i, p);
+  return kahan_add(total, tail).x;
 }
 
 /* Max of len contiguous elements (NaN if any is NaN); with want_index, also the index (relative
  * to p) of the first maximum, or of the first NaN. The value pass is pure vector code; the index
  * pass rescans and usually stops early. */
-inline float max_contiguous(__global const float *p, ulong len, bool want_index, long *out_index) {
-  float8 best = (float8)(-INFINITY);
-  int8 nan_seen = (int8)(0);
+inline acc_t max_contiguous(__global const real *p, ulong len, bool want_index, long *out_index) {
+  acc8_t best = (acc8_t)(-INFINITY);
+  mask8_t nan_seen = (mask8_t)(0);
   ulong i = 0;
   for (; i + VEC <= len; i += VEC) {
-    float8 v = vload8(0, p + i);
+    acc8_t v = LOAD8(0, p + i);
     best = select(best, v, v > best); /* false for NaN: NaN is tracked on its own */
     nan_seen |= isnan(v);
   }
-  float4 a = select(best.lo, best.hi, best.hi > best.lo);
-  float2 b = select(a.lo, a.hi, a.hi > a.lo);
-  float result = b.y > b.x ? b.y : b.x;
+  acc4_t a = select(best.lo, best.hi, best.hi > best.lo);
+  acc2_t b = select(a.lo, a.hi, a.hi > a.lo);
+  acc_t result = b.y > b.x ? b.y : b.x;
   bool has_nan = any(nan_seen);
   for (; i < len; ++i) {
-    float v = p[i];
+    acc_t v = LOAD(i, p);
     has_nan |= isnan(v);
     result = v > result ? v : result;
   }
@@ -104,9 +113,9 @@ inline float max_contiguous(__global const float *p, ulong len, bool want_index,
   long index = 0;
   if (want_index) {
     if (has_nan) {
-      while (!isnan(p[index])) ++index;
+      while (!isnan(LOAD(index, p))) ++index;
     } else {
-      while (p[index] != result) ++index;
+      while (LOAD(index, p) != result) ++index;
     }
   }
   *out_index = index;
@@ -114,63 +123,136 @@ inline float max_contiguous(__global const float *p, ulong len, bool want_index,
 }
 
 /* Sum of one channel's len elements spaced stride apart. */
-inline float sum_strided(__global const float *p, ulong len, ulong stride) {
-  float2 acc = (float2)(0.0f, 0.0f);
+inline acc_t sum_strided(__global const real *p, ulong len, ulong stride) {
+  acc2_t total = (acc2_t)(0);
   ulong i = 0;
   for (; i + BLOCK <= len; i += BLOCK) {
-    float block = 0.0f;
-    for (uint j = 0; j < BLOCK; ++j) block += p[(i + j) * stride];
-    acc = kahan_add(acc, block);
+    acc_t block = 0;
+    for (uint j = 0; j < BLOCK; ++j) block += LOAD((i + j) * stride, p);
+    total = kahan_add(total, block);
   }
-  float tail = 0.0f;
-  for (; i < len; ++i) tail += p[i * stride];
-  return kahan_add(acc, tail).x;
+  acc_t tail = 0;
+  for (; i < len; ++i) tail += LOAD(i * stride, p);
+  return kahan_add(total, tail).x;
 }
 
-inline float max_strided(__global const float *p, ulong len, ulong stride, long *out_index) {
-  float best = p[0];
+inline acc_t max_strided(__global const real *p, ulong len, ulong stride, long *out_index) {
+  acc_t best = LOAD(0, p);
   long best_index = 0;
   for (ulong i = 1; i < len; ++i) {
-    float v = p[i * stride];
+    acc_t v = LOAD(i * stride, p);
     if (max_is_better(v, (long)i, best, best_index)) { best = v; best_index = (long)i; }
   }
   *out_index = best_index;
   return best;
 }
 
+/* The `lanes` (1..VEC) adjacent channels at p as one vector; lanes past the last repeat it.
+ * (Built lane by lane: gathering into a private array and vload8-ing it crashed PoCL 3.1 with
+ * half storage when work-items of one group took different branches here.) */
+inline acc8_t load_channels(__global const real *p, ulong lanes) {
+  if (lanes == VEC) return LOAD8(0, p);
+  ulong last = lanes - 1;
+  acc8_t v;
+  v.s0 = LOAD(0, p);
+  v.s1 = LOAD(min(1ul, last), p);
+  v.s2 = LOAD(min(2ul, last), p);
+  v.s3 = LOAD(min(3ul, last), p);
+  v.s4 = LOAD(min(4ul, last), p);
+  v.s5 = LOAD(min(5ul, last), p);
+  v.s6 = LOAD(min(6ul, last), p);
+  v.s7 = LOAD(min(7ul, last), p);
+  return v;
+}
+
+/* Sums of `lanes` (<= VEC) adjacent channels over len positions spaced `channels` apart (p at the
+ * first channel of the first position): one vector load per position, each lane blocked and
+ * Kahan-folded. sums[j] for j >= lanes is scratch. */
+inline void sum_channel_group(__global const real *p, ulong len, ulong channels, ulong lanes,
+                              acc_t *sums) {
+  acc2_t total[VEC];
+  for (int j = 0; j < VEC; ++j) total[j] = (acc2_t)(0);
+  for (ulong i = 0; i < len; i += BLOCK) {
+    ulong end = min((ulong)BLOCK, len - i);
+    acc8_t block = (acc8_t)(0);
+    for (ulong j = 0; j < end; ++j) block += load_channels(p + (i + j) * channels, lanes);
+    acc_t block_lanes[VEC];
+    vstore8(block, 0, block_lanes);
+    for (int j = 0; j < VEC; ++j) total[j] = kahan_add(total[j], block_lanes[j]);
+  }
+  for (int j = 0; j < VEC; ++j) sums[j] = total[j].x;
+}
+
+/* Maxima and first-max positions of `lanes` (<= VEC) adjacent channels, laid out as for
+ * sum_channel_group. */
+inline void max_channel_group(__global const real *p, ulong len, ulong channels, ulong lanes,
+                              acc_t *maxima, long *positions) {
+  acc8_t best = (acc8_t)(-INFINITY);
+  long8 best_index = (long8)(0);
+  long8 first_nan = (long8)(-1);
+  for (ulong i = 0; i < len; ++i) {
+    acc8_t v = load_channels(p + i * channels, lanes);
+    long8 position = (long8)((long)i);
+    best_index = select(best_index, position, convert_long8(v > best));
+    first_nan = select(first_nan, position, convert_long8(isnan(v)) & (first_nan < 0));
+    best = fmax(best, v);
+  }
+  long nans[VEC];
+  vstore8(best, 0, maxima);
+  vstore8(best_index, 0, positions);
+  vstore8(first_nan, 0, nans);
+  for (int j = 0; j < VEC; ++j) {
+    if (nans[j] >= 0) {
+      maxima[j] = NAN;
+      positions[j] = nans[j];
+    }
+  }
+}
+
 /* Item `item` of the rows x chunks grid: a pointer to its chunk's first element, the chunk's
  * offset in the row and its length. */
-inline __global const float *row_chunk(__global const float *x, ulong item, ulong row_len,
-                                       ulong chunk_len, uint chunks, ulong *begin, ulong *len) {
+inline __global const real *row_chunk(__global const real *x, ulong item, ulong row_len,
+                                      ulong chunk_len, uint chunks, ulong *begin, ulong *len) {
   ulong row = item / chunks, chunk = item % chunks;
   *begin = chunk * chunk_len;
   *len = min(chunk_len, row_len - *begin);
   return x + row * row_len + *begin;
 }
 
+/* Pass 1's output for a sum: with one chunk the mean, stored; otherwise the partial sum, kept in
+ * acc_t for pass 2. */
+inline void store_sum(__global real *out, __global acc_t *partial, ulong slot, acc_t sum,
+                      uint chunks, ulong row_len) {
+  if (chunks == 1)
+    STORE(sum / (acc_t)row_len, slot, out);
+  else
+    partial[slot] = sum;
+}
+
 /* ------------------------------------------------- per-work-item, contiguous rows */
 
 /* Launch: 1-D, global size >= rows * chunks (extra work-items return). Each work-item reduces
  * elements [chunk * chunk_len, min(row_len, (chunk + 1) * chunk_len)) of its row and writes
- * sum / divisor (divisor = row_len when chunks == 1, else 1). */
-__kernel void gap_rows(__global const float *x, __global float *out, ulong rows, ulong row_len,
-                       ulong chunk_len, uint chunks, float divisor) {
-  ulong item = get_global_id(0);
-  if (item >= rows * chunks) return;
-  ulong begin, len;
-  __global const float *p = row_chunk(x, item, row_len, chunk_len, chunks, &begin, &len);
-  out[item] = sum_contiguous(p, len) / divisor;
-}
-
-/* Launch as gap_rows. Writes the max and, when indices is not NULL, the row-relative index. */
-__kernel void gmp_rows(__global const float *x, __global float *out, __global long *indices,
+ * store_sum's result (out when chunks == 1, else partial). */
+__kernel void gap_rows(__global const real *x, __global real *out, __global acc_t *partial,
                        ulong rows, ulong row_len, ulong chunk_len, uint chunks) {
   ulong item = get_global_id(0);
   if (item >= rows * chunks) return;
   ulong begin, len;
-  __global const float *p = row_chunk(x, item, row_len, chunk_len, chunks, &begin, &len);
+  __global const real *p = row_chunk(x, item, row_len, chunk_len, chunks, &begin, &len);
+  store_sum(out, partial, item, sum_contiguous(p, len), chunks, row_len);
+}
+
+/* Launch as gap_rows. Writes the max and, when indices is not NULL, the row-relative index (the
+ * max of reals is a real, so the partials of several chunks are stored in out itself). */
+__kernel void gmp_rows(__global const real *x, __global real *out, __global long *indices,
+                       ulong rows, ulong row_len, ulong chunk_len, uint chunks) {
+  ulong item = get_global_id(0);
+  if (item >= rows * chunks) return;
+  ulong begin, len;
+  __global const real *p = row_chunk(x, item, row_len, chunk_len, chunks, &begin, &len);
   long index;
-  out[item] = max_contiguous(p, len, indices != 0, &index);
+  STORE(max_contiguous(p, len, indices != 0, &index), item, out);
   if (indices) indices[item] = (long)begin + index;
 }
 
@@ -178,41 +260,41 @@ __kernel void gmp_rows(__global const float *x, __global float *out, __global lo
 
 /* Launch: 1-D, local size WG_SIZE, global size rows * chunks * WG_SIZE; work-group g reduces
  * chunk g % chunks of row g / chunks with strided (coalesced) loads, then a local-memory tree. */
-__kernel void gap_rows_wg(__global const float *x, __global float *out, ulong rows, ulong row_len,
-                          ulong chunk_len, uint chunks, float divisor) {
-  __local float partial[WG_SIZE];
+__kernel void gap_rows_wg(__global const real *x, __global real *out, __global acc_t *partial,
+                          ulong rows, ulong row_len, ulong chunk_len, uint chunks) {
+  __local acc_t partial_sums[WG_SIZE];
   ulong group = get_group_id(0);
   uint lid = (uint)get_local_id(0);
   if (group >= rows * chunks) return; /* whole work-group: no barrier is skipped by part of it */
   ulong begin, len;
-  __global const float *p = row_chunk(x, group, row_len, chunk_len, chunks, &begin, &len);
-  float2 acc = (float2)(0.0f, 0.0f);
-  for (ulong i = lid; i < len; i += WG_SIZE) acc = kahan_add(acc, p[i]);
-  partial[lid] = acc.x;
+  __global const real *p = row_chunk(x, group, row_len, chunk_len, chunks, &begin, &len);
+  acc2_t total = (acc2_t)(0);
+  for (ulong i = lid; i < len; i += WG_SIZE) total = kahan_add(total, LOAD(i, p));
+  partial_sums[lid] = total.x;
   barrier(CLK_LOCAL_MEM_FENCE);
   for (uint stride = WG_SIZE / 2; stride > 0; stride /= 2) {
-    if (lid < stride) partial[lid] += partial[lid + stride];
+    if (lid < stride) partial_sums[lid] += partial_sums[lid + stride];
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  if (lid == 0) out[group] = partial[0] / divisor;
+  if (lid == 0) store_sum(out, partial, group, partial_sums[0], chunks, row_len);
 }
 
 /* Launch as gap_rows_wg. */
-__kernel void gmp_rows_wg(__global const float *x, __global float *out, __global long *indices,
+__kernel void gmp_rows_wg(__global const real *x, __global real *out, __global long *indices,
                           ulong rows, ulong row_len, ulong chunk_len, uint chunks) {
-  __local float best_value[WG_SIZE];
+  __local acc_t best_value[WG_SIZE];
   __local long best_index[WG_SIZE];
   ulong group = get_group_id(0);
   uint lid = (uint)get_local_id(0);
   if (group >= rows * chunks) return; /* whole work-group: no barrier is skipped by part of it */
   ulong begin, len;
-  __global const float *p = row_chunk(x, group, row_len, chunk_len, chunks, &begin, &len);
+  __global const real *p = row_chunk(x, group, row_len, chunk_len, chunks, &begin, &len);
   /* Work-items past the end start from element 0, a valid candidate that cannot change the
    * answer: ties keep the smaller index. */
-  float best = p[0];
+  acc_t best = LOAD(0, p);
   long index = 0;
   for (ulong i = lid; i < len; i += WG_SIZE) {
-    float v = p[i];
+    acc_t v = LOAD(i, p);
     if (max_is_better(v, (long)i, best, index)) { best = v; index = (long)i; }
   }
   best_value[lid] = best;
@@ -228,7 +310,7 @@ __kernel void gmp_rows_wg(__global const float *x, __global float *out, __global
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   if (lid == 0) {
-    out[group] = best_value[0];
+    STORE(best_value[0], group, out);
     if (indices) indices[group] = (long)begin + best_index[0];
   }
 }
@@ -236,40 +318,26 @@ __kernel void gmp_rows_wg(__global const float *x, __global float *out, __global
 /* ------------------------------------------------- channels-last */
 
 /* Launch: 2-D, global size (>= ceil(channels / 8), >= batch * chunks). Work-item (g, b) reduces
- * channels [8g, 8g + 8) of sample b / chunks over spatial positions of chunk b % chunks; the 8
- * channels of one position are contiguous, so each step is one vector load. */
-__kernel void gap_channels_last(__global const float *x, __global float *out, ulong batch,
-                                ulong channels, ulong spatial, ulong chunk_len, uint chunks,
-                                float divisor) {
+ * channels [8g, 8g + 8) of sample b / chunks over spatial positions of chunk b % chunks; output
+ * slots are (n * channels + c) * chunks + chunk, as for the row kernels. */
+__kernel void gap_channels_last(__global const real *x, __global real *out,
+                                __global acc_t *partial, ulong batch, ulong channels,
+                                ulong spatial, ulong chunk_len, uint chunks) {
   ulong c0 = get_global_id(0) * VEC;
   ulong sample_chunk = get_global_id(1);
   if (c0 >= channels || sample_chunk >= batch * chunks) return;
   ulong n = sample_chunk / chunks, chunk = sample_chunk % chunks;
   ulong begin = chunk * chunk_len;
-  ulong len = min(chunk_len, spatial - begin);
-  __global const float *p = x + (n * spatial + begin) * channels + c0;
-  if (c0 + VEC <= channels) {
-    float2 acc[VEC];
-    for (int j = 0; j < VEC; ++j) acc[j] = (float2)(0.0f, 0.0f);
-    ulong i = 0;
-    for (; i < len; i += BLOCK) {
-      ulong end = min((ulong)BLOCK, len - i);
-      float8 block = (float8)(0.0f);
-      for (ulong j = 0; j < end; ++j) block += vload8(0, p + (i + j) * channels);
-      float lanes[VEC];
-      vstore8(block, 0, lanes);
-      for (int j = 0; j < VEC; ++j) acc[j] = kahan_add(acc[j], lanes[j]);
-    }
-    for (uint j = 0; j < VEC; ++j)
-      out[((n * channels) + c0 + j) * chunks + chunk] = acc[j].x / divisor;
-  } else {
-    for (ulong c = c0; c < channels; ++c)
-      out[((n * channels) + c) * chunks + chunk] = sum_strided(p + (c - c0), len, channels) / divisor;
-  }
+  ulong lanes = min((ulong)VEC, channels - c0);
+  acc_t sums[VEC];
+  sum_channel_group(x + (n * spatial + begin) * channels + c0, min(chunk_len, spatial - begin),
+                    channels, lanes, sums);
+  for (ulong j = 0; j < lanes; ++j)
+    store_sum(out, partial, ((n * channels) + c0 + j) * chunks + chunk, sums[j], chunks, spatial);
 }
 
 /* Launch as gap_channels_last. */
-__kernel void gmp_channels_last(__global const float *x, __global float *out,
+__kernel void gmp_channels_last(__global const real *x, __global real *out,
                                 __global long *indices, ulong batch, ulong channels,
                                 ulong spatial, ulong chunk_len, uint chunks) {
   ulong c0 = get_global_id(0) * VEC;
@@ -277,66 +345,94 @@ __kernel void gmp_channels_last(__global const float *x, __global float *out,
   if (c0 >= channels || sample_chunk >= batch * chunks) return;
   ulong n = sample_chunk / chunks, chunk = sample_chunk % chunks;
   ulong begin = chunk * chunk_len;
-  ulong len = min(chunk_len, spatial - begin);
-  __global const float *p = x + (n * spatial + begin) * channels + c0;
   ulong lanes = min((ulong)VEC, channels - c0);
-  if (lanes == VEC) {
-    float8 best = (float8)(-INFINITY);
-    long8 best_index = (long8)(0);
-    long8 first_nan = (long8)(-1);
-    for (ulong i = 0; i < len; ++i) {
-      float8 v = vload8(0, p + i * channels);
-      long8 position = (long8)((long)i);
-      best_index = select(best_index, position, convert_long8(v > best));
-      first_nan = select(first_nan, position, convert_long8(isnan(v)) & (first_nan < 0));
-      best = fmax(best, v);
-    }
-    float values[VEC];
-    long positions[VEC], nans[VEC];
-    vstore8(best, 0, values);
-    vstore8(best_index, 0, positions);
-    vstore8(first_nan, 0, nans);
-    for (uint j = 0; j < VEC; ++j) {
-      ulong slot = ((n * channels) + c0 + j) * chunks + chunk;
-      out[slot] = nans[j] >= 0 ? NAN : values[j];
-      if (indices) indices[slot] = (long)begin + (nans[j] >= 0 ? nans[j] : positions[j]);
-    }
-  } else {
-    for (ulong j = 0; j < lanes; ++j) {
-      ulong slot = ((n * channels) + c0 + j) * chunks + chunk;
-      long index;
-      out[slot] = max_strided(p + j, len, channels, &index);
-      if (indices) indices[slot] = (long)begin + index;
-    }
+  acc_t maxima[VEC];
+  long positions[VEC];
+  max_channel_group(x + (n * spatial + begin) * channels + c0, min(chunk_len, spatial - begin),
+                    channels, lanes, maxima, positions);
+  for (ulong j = 0; j < lanes; ++j) {
+    ulong slot = ((n * channels) + c0 + j) * chunks + chunk;
+    STORE(maxima[j], slot, out);
+    if (indices) indices[slot] = (long)begin + positions[j];
   }
 }
 
 /* ------------------------------------------------- pass 2 */
 
-/* Launch: 1-D, global size >= rows. Folds partial[row * chunks + k], k = 0..chunks-1, in order. */
-__kernel void gap_combine(__global const float *partial, __global float *out, ulong rows,
-                          uint chunks, float divisor) {
+/* Launch: 1-D, global size >= rows. Folds partial[row * chunks + k], k = 0..chunks-1, in order,
+ * and stores the mean over row_len elements. */
+__kernel void gap_combine(__global const acc_t *partial, __global real *out, ulong rows,
+                          uint chunks, ulong row_len) {
   ulong row = get_global_id(0);
   if (row >= rows) return;
-  float2 acc = (float2)(0.0f, 0.0f);
-  for (uint k = 0; k < chunks; ++k) acc = kahan_add(acc, partial[row * chunks + k]);
-  out[row] = acc.x / divisor;
+  acc2_t total = (acc2_t)(0);
+  for (uint k = 0; k < chunks; ++k) total = kahan_add(total, partial[row * chunks + k]);
+  STORE(total.x / (acc_t)row_len, row, out);
 }
 
 /* Launch as gap_combine; partial_indices are row-relative already. */
-__kernel void gmp_combine(__global const float *partial, __global const long *partial_indices,
-                          __global float *out, __global long *indices, ulong rows, uint chunks) {
+__kernel void gmp_combine(__global const real *partial, __global const long *partial_indices,
+                          __global real *out, __global long *indices, ulong rows, uint chunks) {
   ulong row = get_global_id(0);
   if (row >= rows) return;
-  float best = partial[row * chunks];
+  acc_t best = LOAD(row * chunks, partial);
   long best_index = partial_indices[row * chunks];
   for (uint k = 1; k < chunks; ++k) {
-    float v = partial[row * chunks + k];
+    acc_t v = LOAD(row * chunks + k, partial);
     long index = partial_indices[row * chunks + k];
     if (max_is_better(v, index, best, best_index)) { best = v; best_index = index; }
   }
-  out[row] = best;
+  STORE(best, row, out);
   if (indices) indices[row] = best_index;
+}
+
+/* ------------------------------------------------- ragged batches */
+
+/* A batch whose samples differ in spatial size: sample n starts at element offsets[n] of x and
+ * has spatial[n] positions (channels-first: C contiguous planes of spatial[n] elements;
+ * channels-last: spatial[n] positions of C contiguous channels). One launch pools every sample
+ * over its own extent; planes are not chunked.
+ * Launch: 2-D, global size (>= channels, or >= ceil(channels / 8) when channels_last, >= batch).
+ * Work-item (g, n) writes out[n * channels + c] for plane c = g, or channels [8g, 8g + 8). */
+__kernel void gap_ragged(__global const real *x, __global const ulong *offsets,
+                         __global const ulong *spatial, __global real *out, ulong batch,
+                         ulong channels, int channels_last) {
+  ulong g = get_global_id(0), n = get_global_id(1);
+  ulong c0 = channels_last ? g * VEC : g;
+  if (c0 >= channels || n >= batch) return;
+  ulong len = spatial[n];
+  if (!channels_last) {
+    STORE(sum_contiguous(x + offsets[n] + c0 * len, len) / (acc_t)len, n * channels + c0, out);
+    return;
+  }
+  ulong lanes = min((ulong)VEC, channels - c0);
+  acc_t sums[VEC];
+  sum_channel_group(x + offsets[n] + c0, len, channels, lanes, sums);
+  for (ulong j = 0; j < lanes; ++j) STORE(sums[j] / (acc_t)len, n * channels + c0 + j, out);
+}
+
+/* Launch as gap_ragged; indices (when not NULL) are positions within the sample's plane. */
+__kernel void gmp_ragged(__global const real *x, __global const ulong *offsets,
+                         __global const ulong *spatial, __global real *out,
+                         __global long *indices, ulong batch, ulong channels, int channels_last) {
+  ulong g = get_global_id(0), n = get_global_id(1);
+  ulong c0 = channels_last ? g * VEC : g;
+  if (c0 >= channels || n >= batch) return;
+  ulong len = spatial[n];
+  if (!channels_last) {
+    long index;
+    STORE(max_contiguous(x + offsets[n] + c0 * len, len, indices != 0, &index), n * channels + c0, out);
+    if (indices) indices[n * channels + c0] = index;
+    return;
+  }
+  ulong lanes = min((ulong)VEC, channels - c0);
+  acc_t maxima[VEC];
+  long positions[VEC];
+  max_channel_group(x + offsets[n] + c0, len, channels, lanes, maxima, positions);
+  for (ulong j = 0; j < lanes; ++j) {
+    STORE(maxima[j], n * channels + c0 + j, out);
+    if (indices) indices[n * channels + c0 + j] = positions[j];
+  }
 }
 
 /* ------------------------------------------------- backward passes */
@@ -356,22 +452,22 @@ inline ulong plane_of(ulong i, ulong channels, ulong spatial, int channels_last,
 }
 
 /* dx = dz / S, broadcast over each plane. */
-__kernel void gap_backward(__global const float *dz, __global float *dx, ulong count,
+__kernel void gap_backward(__global const real *dz, __global real *dx, ulong count,
                            ulong channels, ulong spatial, int channels_last) {
   ulong i = get_global_id(0);
   if (i >= count) return;
   ulong position;
   ulong plane = plane_of(i, channels, spatial, channels_last, &position);
-  dx[i] = dz[plane] / (float)spatial;
+  STORE(LOAD(plane, dz) / (acc_t)spatial, i, dx);
 }
 
 /* dx = dz at each plane's first-maximum position (from the forward pass), 0 elsewhere. */
-__kernel void gmp_backward(__global const float *dz, __global const long *indices,
-                           __global float *dx, ulong count, ulong channels, ulong spatial,
+__kernel void gmp_backward(__global const real *dz, __global const long *indices,
+                           __global real *dx, ulong count, ulong channels, ulong spatial,
                            int channels_last) {
   ulong i = get_global_id(0);
   if (i >= count) return;
   ulong position;
   ulong plane = plane_of(i, channels, spatial, channels_last, &position);
-  dx[i] = (long)position == indices[plane] ? dz[plane] : 0.0f;
+  STORE((long)position == indices[plane] ? LOAD(plane, dz) : (acc_t)0, i, dx);
 }

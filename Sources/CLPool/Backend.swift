@@ -12,7 +12,7 @@ public struct BackendOptions: Sendable {
 
   /// A finite value no reduction of test data produces (−3.39e38, bit pattern 0xFF7FDEAD): an
   /// unwritten output differs from every reference value, including NaN and ±Inf.
-  public static let poison = Float(bitPattern: 0xFF7F_DEAD)
+  public static let poison = Float.poison
   public static let poisonIndex = Int64.min
 
   public init(poisonOutputs: Bool = false) {
@@ -26,24 +26,48 @@ public struct BackendOptions: Sendable {
 /// way (through `PoolGeometry` and `DenseGeometry`) and throws `CLPoolError`, never traps.
 /// Results are deterministic: the same input on the same backend gives bitwise the same output.
 /// Implementations are safe to call from several threads.
+///
+/// The forward operations take any storage type (`TypedTensor<Float16 | Float | Double>`; float16
+/// computes in float32); `checkSupport` says whether this backend's device has one. The backward
+/// passes and class activation maps take float32 `Tensor`s.
 public protocol Backend: AnyObject, Sendable {
   var kind: BackendKind { get }
   /// Human-readable description of the device the backend computes on.
   var deviceName: String { get }
 
+  /// Throws `CLPoolError.unavailable`, saying why, when this backend cannot compute in `type`
+  /// (an OpenCL device without cl_khr_fp64 for float64).
+  func checkSupport(_ type: ScalarType) throws
+
   /// Mean of each (n, c) plane: [N, C], or with `keepDims` the spatial axes kept as 1s.
-  func globalAveragePool(_ input: Tensor, layout: Layout, keepDims: Bool) throws -> Tensor
+  func globalAveragePool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout, keepDims: Bool) throws
+    -> TypedTensor<S>
 
   /// Maximum of each (n, c) plane (NaN if the plane has one); with `returnIndices`, also the flat
   /// spatial index of the first maximum.
-  func globalMaxPool(_ input: Tensor, layout: Layout, keepDims: Bool, returnIndices: Bool) throws
-    -> MaxPoolResult
+  func globalMaxPool<S: StorageScalar>(
+    _ input: TypedTensor<S>, layout: Layout, keepDims: Bool, returnIndices: Bool
+  ) throws -> MaxPoolResult<S>
+
+  /// Mean of each sample's planes over that sample's own extent: [N, C], in one launch.
+  func globalAveragePool<S: StorageScalar>(_ batch: RaggedBatch<S>) throws -> TypedTensor<S>
+
+  /// Maximum of each sample's planes over its own extent, [N, C]; indices are flat positions
+  /// within the sample's plane.
+  func globalMaxPool<S: StorageScalar>(_ batch: RaggedBatch<S>, returnIndices: Bool) throws -> MaxPoolResult<S>
 
   /// y = activation(x · W + bias) with x [N, K] and W [K, M] (`.inOut`) or [M, K] (`.outIn`).
-  func dense(
-    _ input: Tensor, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
+  func dense<S: StorageScalar>(
+    _ input: TypedTensor<S>, weight: TypedTensor<S>, bias: TypedTensor<S>?, weightLayout: WeightLayout,
     activation: Activation
-  ) throws -> Tensor
+  ) throws -> TypedTensor<S>
+
+  /// The classifier head, dense(globalAveragePool(features)) with bias and activation, fused:
+  /// the pooled [N, C] rows are never handed back between the two steps.
+  func head<S: StorageScalar>(
+    _ features: TypedTensor<S>, layout: Layout, weight: TypedTensor<S>, bias: TypedTensor<S>?,
+    weightLayout: WeightLayout, activation: Activation
+  ) throws -> TypedTensor<S>
 
   /// Gradient of global average pooling: dx = dz / (spatial size), broadcast over each plane.
   /// - Parameters:
@@ -55,29 +79,9 @@ public protocol Backend: AnyObject, Sendable {
   /// position (`indices`, as `globalMaxPool(returnIndices: true)` gives them), zero elsewhere.
   func globalMaxPoolBackward(_ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout)
     throws -> Tensor
-
-  /// The classifier head: dense(globalAveragePool(features)) with bias and activation. Backends
-  /// that can fuse the two do so; the default composes them.
-  func head(
-    _ features: Tensor, layout: Layout, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
-    activation: Activation
-  ) throws -> Tensor
 }
 
 extension Backend {
-  public func head(
-    _ features: Tensor, layout: Layout, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
-    activation: Activation
-  ) throws -> Tensor {
-    let geometry = try PoolGeometry(shape: features.shape, layout: layout)
-    // Validate the dense shapes before spending time on the pooling.
-    _ = try DenseGeometry(
-      input: [geometry.batch, geometry.channels], weight: weight.shape, bias: bias?.shape,
-      weightLayout: weightLayout)
-    let pooled = try globalAveragePool(features, layout: layout, keepDims: false)
-    return try dense(pooled, weight: weight, bias: bias, weightLayout: weightLayout, activation: activation)
-  }
-
   /// Gradients of a dense layer's linear part, y = x · W + b, given dy = ∂L/∂y (before any
   /// activation): dx = dy · Wᵀ, dW = xᵀ · dy (returned in `weightLayout`), db = Σ_n dy. All three
   /// run on the backend's dense operation.
@@ -186,17 +190,25 @@ extension Backend {
 }
 
 extension Backend {
-  public func globalAveragePool(_ input: Tensor, layout: Layout = .channelsFirst) throws -> Tensor {
+  public func globalAveragePool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout = .channelsFirst) throws
+    -> TypedTensor<S>
+  {
     try globalAveragePool(input, layout: layout, keepDims: false)
   }
 
-  public func globalMaxPool(_ input: Tensor, layout: Layout = .channelsFirst) throws -> Tensor {
+  public func globalMaxPool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout = .channelsFirst) throws
+    -> TypedTensor<S>
+  {
     try globalMaxPool(input, layout: layout, keepDims: false, returnIndices: false).values
   }
 
-  public func dense(
-    _ input: Tensor, weight: Tensor, bias: Tensor? = nil, weightLayout: WeightLayout = .inOut
-  ) throws -> Tensor {
+  public func globalMaxPool<S: StorageScalar>(_ batch: RaggedBatch<S>) throws -> TypedTensor<S> {
+    try globalMaxPool(batch, returnIndices: false).values
+  }
+
+  public func dense<S: StorageScalar>(
+    _ input: TypedTensor<S>, weight: TypedTensor<S>, bias: TypedTensor<S>? = nil, weightLayout: WeightLayout = .inOut
+  ) throws -> TypedTensor<S> {
     try dense(input, weight: weight, bias: bias, weightLayout: weightLayout, activation: .none)
   }
 

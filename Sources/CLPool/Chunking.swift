@@ -27,14 +27,14 @@ struct Chunking: Equatable {
   }
 }
 
-/// Sums floats with Kahan compensation; the same scheme the kernels use to fold block sums. Once
+/// Sums with Kahan compensation; the same scheme the kernels use to fold block sums. Once
 /// the sum is infinite (or NaN) the compensation is dropped, since inf - inf would turn it into
 /// NaN: an infinite sum stays infinite, and +inf with -inf still gives NaN.
-struct CompensatedSum {
-  private(set) var sum: Float = 0
-  private var compensation: Float = 0
+struct CompensatedSum<T: BinaryFloatingPoint> {
+  private(set) var sum: T = 0
+  private var compensation: T = 0
 
-  @inline(__always) mutating func add(_ value: Float) {
+  @inline(__always) mutating func add(_ value: T) {
     let y = value - compensation
     let t = sum + y
     compensation = t.isFinite ? (t - sum) - y : 0
@@ -45,7 +45,7 @@ struct CompensatedSum {
 /// The max-pool ordering shared by every backend and the reference: NaN beats numbers, and among
 /// equal values (and among NaNs) the earlier index wins.
 @inline(__always)
-func maxIsBetter(_ value: Float, _ index: Int, than best: Float, _ bestIndex: Int) -> Bool {
+func maxIsBetter<T: FloatingPoint>(_ value: T, _ index: Int, than best: T, _ bestIndex: Int) -> Bool {
   if best.isNaN { return value.isNaN && index < bestIndex }
   if value.isNaN { return true }
   return value > best || (value == best && index < bestIndex)

@@ -57,27 +57,44 @@ public final class DispatchingBackend: Backend, @unchecked Sendable {
 
   private func pick(_ elements: Int) -> any Backend { elements < threshold ? cpu : device }
 
-  public func globalAveragePool(_ input: Tensor, layout: Layout, keepDims: Bool) throws -> Tensor {
+  /// Both backends must have the type: the call may go to either.
+  public func checkSupport(_ type: ScalarType) throws {
+    try device.checkSupport(type)
+    try cpu.checkSupport(type)
+  }
+
+  public func globalAveragePool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout, keepDims: Bool) throws
+    -> TypedTensor<S>
+  {
     try pick(input.count).globalAveragePool(input, layout: layout, keepDims: keepDims)
   }
 
-  public func globalMaxPool(_ input: Tensor, layout: Layout, keepDims: Bool, returnIndices: Bool) throws
-    -> MaxPoolResult
-  {
+  public func globalMaxPool<S: StorageScalar>(
+    _ input: TypedTensor<S>, layout: Layout, keepDims: Bool, returnIndices: Bool
+  ) throws -> MaxPoolResult<S> {
     try pick(input.count).globalMaxPool(input, layout: layout, keepDims: keepDims, returnIndices: returnIndices)
   }
 
-  public func dense(
-    _ input: Tensor, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout, activation: Activation
-  ) throws -> Tensor {
+  public func globalAveragePool<S: StorageScalar>(_ batch: RaggedBatch<S>) throws -> TypedTensor<S> {
+    try pick(batch.scalars.count).globalAveragePool(batch)
+  }
+
+  public func globalMaxPool<S: StorageScalar>(_ batch: RaggedBatch<S>, returnIndices: Bool) throws -> MaxPoolResult<S> {
+    try pick(batch.scalars.count).globalMaxPool(batch, returnIndices: returnIndices)
+  }
+
+  public func dense<S: StorageScalar>(
+    _ input: TypedTensor<S>, weight: TypedTensor<S>, bias: TypedTensor<S>?, weightLayout: WeightLayout,
+    activation: Activation
+  ) throws -> TypedTensor<S> {
     try pick(input.count + weight.count).dense(
       input, weight: weight, bias: bias, weightLayout: weightLayout, activation: activation)
   }
 
-  public func head(
-    _ features: Tensor, layout: Layout, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
-    activation: Activation
-  ) throws -> Tensor {
+  public func head<S: StorageScalar>(
+    _ features: TypedTensor<S>, layout: Layout, weight: TypedTensor<S>, bias: TypedTensor<S>?,
+    weightLayout: WeightLayout, activation: Activation
+  ) throws -> TypedTensor<S> {
     try pick(features.count + weight.count).head(
       features, layout: layout, weight: weight, bias: bias, weightLayout: weightLayout, activation: activation)
   }

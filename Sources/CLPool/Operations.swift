@@ -36,11 +36,11 @@ public enum Activation: String, CaseIterable, Sendable {
 
 /// The result of a global max pool: the maxima and, when asked for, the flat row-major spatial
 /// index of each plane's first maximum (of its first NaN when the plane has one).
-public struct MaxPoolResult: Equatable, Sendable {
-  public var values: Tensor
+public struct MaxPoolResult<Scalar: StorageScalar>: Equatable, Sendable {
+  public var values: TypedTensor<Scalar>
   public var indices: [Int64]?
 
-  public init(values: Tensor, indices: [Int64]?) {
+  public init(values: TypedTensor<Scalar>, indices: [Int64]?) {
     self.values = values
     self.indices = indices
   }
@@ -180,4 +180,14 @@ public struct DenseGeometry: Equatable, Sendable {
   public var outputShape: [Int] { [rows, outputs] }
   /// Multiply-adds counted as two operations.
   public var flops: Double { 2 * Double(rows) * Double(inputs) * Double(outputs) }
+}
+
+/// The shapes of a classifier head, dense(globalAveragePool(features)), validated together.
+func headGeometry(
+  _ features: [Int], _ layout: Layout, _ weight: [Int], _ bias: [Int]?, _ weightLayout: WeightLayout
+) throws -> (pool: PoolGeometry, dense: DenseGeometry) {
+  let pool = try PoolGeometry(shape: features, layout: layout)
+  let dense = try DenseGeometry(
+    input: [pool.batch, pool.channels], weight: weight, bias: bias, weightLayout: weightLayout)
+  return (pool, dense)
 }

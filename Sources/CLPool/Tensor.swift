@@ -1,14 +1,52 @@
-/// A dense, row-major (C order) float32 tensor held in host memory.
+/// The element types a tensor can be stored in. Arithmetic runs in float32 for float16 and
+/// float32 storage, in float64 for float64 storage.
+public enum ScalarType: String, CaseIterable, Sendable {
+  case float16, float32, float64
+
+  public var byteWidth: Int {
+    switch self {
+    case .float16: return 2
+    case .float32: return 4
+    case .float64: return 8
+    }
+  }
+}
+
+/// A tensor element type: `Float16`, `Float` or `Double`.
+public protocol StorageScalar: BinaryFloatingPoint, Sendable, BitwiseCopyable
+where Self.RawSignificand: FixedWidthInteger {
+  static var scalarType: ScalarType { get }
+  /// A finite value no reduction of test data produces, written into outputs before a run when
+  /// `BackendOptions.poisonOutputs` is on, so an unwritten element shows up.
+  static var poison: Self { get }
+}
+
+extension Float16: StorageScalar {
+  public static var scalarType: ScalarType { .float16 }
+  public static var poison: Float16 { Float16(bitPattern: 0xFBDE) }  // −64448
+}
+
+extension Float: StorageScalar {
+  public static var scalarType: ScalarType { .float32 }
+  public static var poison: Float { Float(bitPattern: 0xFF7F_DEAD) }  // −3.39e38
+}
+
+extension Double: StorageScalar {
+  public static var scalarType: ScalarType { .float64 }
+  public static var poison: Double { Double(bitPattern: 0xFFEF_FFFF_DEAD_BEEF) }  // −1.8e308
+}
+
+/// A dense, row-major (C order) tensor held in host memory; `Tensor` is the float32 one.
 ///
 /// The shape is validated on construction: every dimension is ≥ 0 and the element count fits in
 /// `Int` and matches the storage.
-public struct Tensor: Equatable, Sendable {
+public struct TypedTensor<Scalar: StorageScalar>: Equatable, Sendable {
   public let shape: [Int]
-  public var scalars: [Float]
+  public var scalars: [Scalar]
 
   /// - Throws: `CLPoolError.invalidShape` if a dimension is negative, the product overflows, or
   ///   `scalars.count` differs from the product of `shape`.
-  public init(shape: [Int], scalars: [Float]) throws {
+  public init(shape: [Int], scalars: [Scalar]) throws {
     let count = try Tensor.elementCount(of: shape)
     guard count == scalars.count else {
       throw CLPoolError.invalidShape(
@@ -18,30 +56,41 @@ public struct Tensor: Equatable, Sendable {
     self.scalars = scalars
   }
 
-  public init(shape: [Int], repeating value: Float) throws {
+  public init(shape: [Int], repeating value: Scalar) throws {
     self.shape = shape
-    self.scalars = [Float](repeating: value, count: try Tensor.elementCount(of: shape))
+    self.scalars = [Scalar](repeating: value, count: try Tensor.elementCount(of: shape))
+  }
+
+  /// The same values in another storage type (rounded to nearest, ties to even, when narrowing).
+  public init<Other: StorageScalar>(converting other: TypedTensor<Other>) {
+    shape = other.shape
+    scalars = other.scalars.map { Scalar($0) }
   }
 
   public var rank: Int { shape.count }
   public var count: Int { scalars.count }
 
   /// The same elements under another shape with the same element count.
-  public func reshaped(_ newShape: [Int]) throws -> Tensor {
-    try Tensor(shape: newShape, scalars: scalars)
+  public func reshaped(_ newShape: [Int]) throws -> TypedTensor {
+    try TypedTensor(shape: newShape, scalars: scalars)
   }
 
   /// The transpose of a rank-2 tensor.
-  public func transposed() throws -> Tensor {
+  public func transposed() throws -> TypedTensor {
     guard rank == 2 else { throw CLPoolError.invalidShape("transpose takes a rank-2 tensor, got \(Tensor.describe(shape))") }
     let (rows, columns) = (shape[0], shape[1])
-    var result = [Float](repeating: 0, count: count)
+    var result = [Scalar](repeating: 0, count: count)
     for r in 0..<rows {
       for c in 0..<columns { result[c * rows + r] = scalars[r * columns + c] }
     }
-    return try Tensor(shape: [columns, rows], scalars: result)
+    return try TypedTensor(shape: [columns, rows], scalars: result)
   }
+}
 
+/// The float32 tensor every operation takes; the others take any `TypedTensor`.
+public typealias Tensor = TypedTensor<Float>
+
+extension TypedTensor {
   /// Product of the dimensions, refusing negative sizes and overflow.
   public static func elementCount(of shape: [Int]) throws -> Int {
     var count = 1

@@ -15,7 +15,7 @@ struct BenchCommand: ParsableCommand {
       CLBlast and the machine's memory bandwidth.
       """)
 
-  @Option(help: "avg, max, dense or head (default: the whole suite, or avg with --shape).")
+  @Option(help: "avg, max, dense, head or head-unfused (pool then dense, two calls) (default: the whole suite, or avg with --shape).")
   var op: BenchmarkCase.Operation?
 
   @Option(help: "Pooling/head input shape in --layout (256x2048x7x7); dense MxKxN (x [M,K], W [K,N]).")

@@ -8,8 +8,10 @@ struct SelfTestCommand: ParsableCommand {
     abstract: "Cross-check every operation on every backend against a float64 reference.",
     discussion: """
       Runs the standard grid (spatial 1x1 to >= 2^20 elements per plane, ranks 3-5, both layouts,
-      ties/NaN/Inf for max, dense with every activation, the ResNet-50 head) on the CPU backend and
-      every OpenCL device, with output buffers poisoned first. Exit 0 only if every case passes.
+      ties/NaN/Inf for max, dense with every activation, the ResNet-50 head, backward passes,
+      ragged batches, float16 and float64 storage) on the CPU backend and every OpenCL device,
+      with output buffers poisoned first. A storage type a device lacks (float64 without
+      cl_khr_fp64) is reported as skipped, with the reason. Exit 0 only if no case fails.
       """)
 
   @OptionGroup var backendOptions: BackendOptionGroup
@@ -55,7 +57,7 @@ struct SelfTestCommand: ParsableCommand {
         print("round \(round): resident memory \(resident), live OpenCL objects \(OpenCLDiagnostics.liveObjects)")
       }
     }
-    let failed = results.filter { !$0.passed }.count
+    let failed = results.filter(\.failed).count
     table.summary(results, backends: backends, seed: seed, seconds: Date().timeIntervalSince(start))
     if failed > 0 { throw ExitCode(1) }
   }
@@ -93,16 +95,18 @@ private struct ResultTable {
     let (kind, device) = splitLabel(result.backend)
     let line =
       pad(kind, 7) + "  " + pad(device, 24) + "  " + pad(result.testCase.label, 26) + "  "
-      + pad(Tensor.describe(result.testCase.shape), 18) + "  " + pad(formatError(result.outcome.maxError), 9)
+      + pad(result.testCase.shapeDescription, 18) + "  " + pad(formatError(result.outcome.maxError), 9)
       + "  " + pad(formatError(result.outcome.tolerance), 9) + "  "
-      + pad(String(format: "%.4f s", result.seconds), 9) + "  " + (result.passed ? "PASS" : "FAIL")
+      + pad(String(format: "%.4f s", result.seconds), 9) + "  " + (result.skipped != nil ? "SKIP" : result.passed ? "PASS" : "FAIL")
     print(line)
+    if let reason = result.skipped { print("    skipped: \(reason)") }
     if let mismatch = result.outcome.mismatch { print("    \(mismatch)") }
     fflush(nil)  // rows appear as cases finish, also through a pipe
   }
 
   func summary(_ results: [SelfTestResult], backends: [any Backend], seed: UInt64, seconds: Double) {
-    let failed = results.filter { !$0.passed }.count
+    let failed = results.filter(\.failed).count
+    let skipped = results.filter { $0.skipped != nil }.count
     if json {
       try? printJSON(SelfTestReport(results: results, backends: backends, seed: seed, seconds: seconds))
       return
@@ -113,6 +117,7 @@ private struct ResultTable {
       let slowest = mine.max { $0.seconds < $1.seconds }
       let slowestText = slowest.map { String(format: "slowest %@ %@ %.3f s", $0.testCase.label, Tensor.describe($0.testCase.shape), $0.seconds) } ?? ""
       print("  \(backend.label): \(mine.filter(\.passed).count)/\(mine.count) passed, \(slowestText)")
+      print("    storage types: " + typeReport(mine))
     }
     let cache = ProgramCache.shared.statistics
     if backends.contains(where: { $0.kind == .opencl }) {
@@ -121,7 +126,18 @@ private struct ResultTable {
         cache.sourceBuilds, cache.diskHits, cache.memoryHits, ProgramCache.shared.secondsSpent))
     }
     print(String(format: "seed %llu, %.1f s", seed, seconds))
-    print("selftest: \(results.count - failed) passed, \(failed) failed")
+    print("selftest: \(results.count - failed - skipped) passed, \(failed) failed, \(skipped) skipped")
+  }
+
+  /// Which storage types a backend ran (and how many of their cases passed) and which it
+  /// skipped, with the reason.
+  private func typeReport(_ results: [SelfTestResult]) -> String {
+    ScalarType.allCases.compactMap { type in
+      let mine = results.filter { $0.testCase.scalarType == type }
+      guard !mine.isEmpty else { return nil }
+      if let reason = mine.first(where: { $0.skipped != nil })?.skipped { return "\(type.rawValue) skipped (\(reason))" }
+      return "\(type.rawValue) ran (\(mine.filter(\.passed).count)/\(mine.count) passed)"
+    }.joined(separator: ", ")
   }
 
   private func splitLabel(_ label: String) -> (String, String) {
@@ -138,8 +154,11 @@ private struct SelfTestReport: Encodable {
     let shape: [Int]
     let maxError: Double
     let tolerance: Double
+    let scalarType: String
+    let extents: [[Int]]?
     let seconds: Double
     let passed: Bool
+    let skipped: String?
     let mismatch: String?
   }
   let seed: UInt64
@@ -147,6 +166,7 @@ private struct SelfTestReport: Encodable {
   let backends: [String]
   let passed: Int
   let failed: Int
+  let skipped: Int
   let results: [Row]
 
   init(results: [SelfTestResult], backends: [any Backend], seed: UInt64, seconds: Double) {
@@ -154,12 +174,14 @@ private struct SelfTestReport: Encodable {
     self.seconds = seconds
     self.backends = backends.map(\.label)
     passed = results.filter(\.passed).count
-    failed = results.count - passed
+    failed = results.filter(\.failed).count
+    skipped = results.count - passed - failed
     self.results = results.map {
       Row(
         backend: $0.backend, operation: $0.testCase.operationName, variant: $0.testCase.variant,
         shape: $0.testCase.shape, maxError: $0.outcome.maxError, tolerance: $0.outcome.tolerance,
-        seconds: $0.seconds, passed: $0.passed, mismatch: $0.outcome.mismatch)
+        scalarType: $0.testCase.scalarType.rawValue, extents: $0.testCase.extents.isEmpty ? nil : $0.testCase.extents,
+        seconds: $0.seconds, passed: $0.passed, skipped: $0.skipped, mismatch: $0.outcome.mismatch)
     }
   }
 }

@@ -27,94 +27,157 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     static let blasName = "OpenBLAS"
   #endif
 
-  private func outputBuffer(_ count: Int) -> [Float] {
-    [Float](repeating: options.poisonOutputs ? BackendOptions.poison : 0, count: count)
+  private func outputBuffer<T: StorageScalar>(_: T.Type = T.self, _ count: Int) -> [T] {
+    [T](repeating: options.poisonOutputs ? T.poison : 0, count: count)
   }
+
+  /// Every storage type: float16 converts to float32 and back around the float32 code.
+  public func checkSupport(_ type: ScalarType) throws {}
 
   // MARK: Pooling
 
-  public func globalAveragePool(_ input: Tensor, layout: Layout, keepDims: Bool) throws -> Tensor {
+  public func globalAveragePool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout, keepDims: Bool) throws
+    -> TypedTensor<S>
+  {
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
-    let chunking = CPUBackend.chunking(geometry)
-    let chunks = chunking.chunks
-    let divisor = Float(geometry.spatialSize)
-    // With one chunk per plane the partial sums are the outputs: the row loop takes the mean.
-    let partialDivisor: Float = chunks == 1 ? divisor : 1
-    var partials = outputBuffer(geometry.planes * chunks)
-    input.scalars.withUnsafeBufferPointer { x in
-      partials.withUnsafeMutableBufferPointer { partial in
-        forEachChunk(
-          geometry, chunking,
-          rows: { items in
-            for item in items {
-              let (offset, length) = chunking.span(of: item)
-              partial[item] = CPUPooling.sum(x.baseAddress! + offset, count: length) / partialDivisor
-            }
-          },
-          tile: { offset, length, channelWidth, slot in
-            CPUPooling.sumChannels(
-              x.baseAddress! + offset, width: channelWidth, count: length, stride: geometry.channels,
-              into: partial.baseAddress! + slot, outStride: chunks, divisor: partialDivisor)
-          })
-      }
-    }
-    var output = partials
-    if chunks > 1 {
-      output = outputBuffer(geometry.planes)
-      for plane in 0..<geometry.planes {
-        var total = CompensatedSum()
-        for chunk in 0..<chunks { total.add(partials[plane * chunks + chunk]) }
-        output[plane] = total.sum / divisor
-      }
-    }
-    return try Tensor(shape: geometry.outputShape(keepDims: keepDims), scalars: output)
+    let (values, _) = pool(input.scalars, [(0, geometry)], average: true, returnIndices: false)
+    return try TypedTensor(shape: geometry.outputShape(keepDims: keepDims), scalars: values)
   }
 
-  public func globalMaxPool(
-    _ input: Tensor, layout: Layout, keepDims: Bool, returnIndices: Bool
-  ) throws -> MaxPoolResult {
+  public func globalMaxPool<S: StorageScalar>(
+    _ input: TypedTensor<S>, layout: Layout, keepDims: Bool, returnIndices: Bool
+  ) throws -> MaxPoolResult<S> {
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
+    let (values, indices) = pool(input.scalars, [(0, geometry)], average: false, returnIndices: returnIndices)
+    return MaxPoolResult(
+      values: try TypedTensor(shape: geometry.outputShape(keepDims: keepDims), scalars: values),
+      indices: returnIndices ? indices : nil)
+  }
+
+  public func globalAveragePool<S: StorageScalar>(_ batch: RaggedBatch<S>) throws -> TypedTensor<S> {
+    let (values, _) = pool(batch.scalars, try samples(of: batch), average: true, returnIndices: false)
+    return try TypedTensor(shape: batch.outputShape, scalars: values)
+  }
+
+  public func globalMaxPool<S: StorageScalar>(_ batch: RaggedBatch<S>, returnIndices: Bool) throws -> MaxPoolResult<S> {
+    let (values, indices) = pool(batch.scalars, try samples(of: batch), average: false, returnIndices: returnIndices)
+    return MaxPoolResult(
+      values: try TypedTensor(shape: batch.outputShape, scalars: values), indices: returnIndices ? indices : nil)
+  }
+
+  private func samples<S: StorageScalar>(of batch: RaggedBatch<S>) throws -> [(offset: Int, geometry: PoolGeometry)] {
+    try (0..<batch.count).map { (batch.offsets[$0], try batch.geometry(of: $0)) }
+  }
+
+  /// Pools `samples` of x (each an offset and the geometry of what starts there: the whole
+  /// tensor, or one sample of a ragged batch) in S's arithmetic type. The branches call the
+  /// float32 / float64 code with static types, so it is specialised (an opened generic is ~50x
+  /// slower here).
+  private func pool<S: StorageScalar>(
+    _ x: [S], _ samples: [(offset: Int, geometry: PoolGeometry)], average: Bool, returnIndices: Bool
+  ) -> (values: [S], indices: [Int64]) {
+    if S.scalarType == .float64 {
+      let result = pool(converted(x, to: Double.self), samples, average: average, returnIndices: returnIndices)
+      return (converted(result.values, to: S.self), result.indices)
+    }
+    let result = pool(converted(x, to: Float.self), samples, average: average, returnIndices: returnIndices)
+    return (converted(result.values, to: S.self), result.indices)
+  }
+
+  private func pool<T: NativeScalar>(
+    _ x: [T], _ samples: [(offset: Int, geometry: PoolGeometry)], average: Bool, returnIndices: Bool
+  ) -> (values: [T], indices: [Int64]) {
+    var (values, indices): ([T], [Int64]) = ([], [])
+    x.withUnsafeBufferPointer { x in
+      for (offset, geometry) in samples {
+        let start = x.baseAddress.map { $0 + offset }
+        if average {
+          values += averagePool(start, geometry)
+        } else {
+          let sample = maxPool(start, geometry, returnIndices: returnIndices)
+          values += sample.values
+          indices += sample.indices
+        }
+      }
+    }
+    return (values, indices)
+  }
+
+  /// Plane means of the input at `x` laid out as `geometry` says (nil only when it is empty).
+  private func averagePool<T: NativeScalar>(_ x: UnsafePointer<T>?, _ geometry: PoolGeometry) -> [T] {
+    guard let x, geometry.planes > 0 else { return [] }
+    let chunking = CPUBackend.chunking(geometry)
+    let chunks = chunking.chunks
+    let divisor = T(geometry.spatialSize)
+    // With one chunk per plane the partial sums are the outputs: the row loop takes the mean.
+    let partialDivisor: T = chunks == 1 ? divisor : 1
+    var partials = outputBuffer(T.self, geometry.planes * chunks)
+    partials.withUnsafeMutableBufferPointer { partial in
+      forEachChunk(
+        geometry, chunking,
+        rows: { items in
+          for item in items {
+            let (offset, length) = chunking.span(of: item)
+            partial[item] = CPUPooling.sum(x + offset, count: length) / partialDivisor
+          }
+        },
+        tile: { offset, length, channelWidth, slot in
+          CPUPooling.sumChannels(
+            x + offset, width: channelWidth, count: length, stride: geometry.channels,
+            into: partial.baseAddress! + slot, outStride: chunks, divisor: partialDivisor)
+        })
+    }
+    guard chunks > 1 else { return partials }
+    var output = outputBuffer(T.self, geometry.planes)
+    for plane in 0..<geometry.planes {
+      var total = CompensatedSum<T>()
+      for chunk in 0..<chunks { total.add(partials[plane * chunks + chunk]) }
+      output[plane] = total.sum / divisor
+    }
+    return output
+  }
+
+  /// Plane maxima of the input at `x` (nil only when it is empty) and, with `returnIndices`,
+  /// their first-max positions (else no indices).
+  private func maxPool<T: NativeScalar>(_ x: UnsafePointer<T>?, _ geometry: PoolGeometry, returnIndices: Bool)
+    -> (values: [T], indices: [Int64])
+  {
+    guard let x, geometry.planes > 0 else { return ([], []) }
     let chunking = CPUBackend.chunking(geometry)
     let chunks = chunking.chunks
     // Partial maxima per (plane, chunk); with one chunk they are the outputs. Positions are
     // needed to combine chunks.
     let needIndex = returnIndices || chunks > 1
-    var partials = outputBuffer(geometry.planes * chunks)
+    var partials = outputBuffer(T.self, geometry.planes * chunks)
     var partialIndices = [Int64](
       repeating: options.poisonOutputs ? BackendOptions.poisonIndex : 0,
       count: needIndex ? geometry.planes * chunks : 0)
-    input.scalars.withUnsafeBufferPointer { x in
-      partials.withUnsafeMutableBufferPointer { partial in
-        partialIndices.withUnsafeMutableBufferPointer { partialIndex in
-          forEachChunk(
-            geometry, chunking,
-            rows: { items in
-              for item in items {
-                let (offset, length) = chunking.span(of: item)
-                let (value, index) = CPUPooling.max(x.baseAddress! + offset, count: length, needIndex: needIndex)
-                partial[item] = value
-                if needIndex { partialIndex[item] = Int64((item % chunks) * chunking.chunkLength + index) }
-              }
-            },
-            tile: { offset, length, channelWidth, slot in
-              CPUPooling.maxChannels(
-                x.baseAddress! + offset, width: channelWidth, count: length,
-                stride: geometry.channels, into: partial.baseAddress! + slot,
-                indices: needIndex ? partialIndex.baseAddress! + slot : nil, outStride: chunks)
-              if needIndex {
-                let chunkBegin = Int64((slot % chunks) * chunking.chunkLength)
-                for c in 0..<channelWidth { partialIndex[slot + c * chunks] += chunkBegin }
-              }
-            })
-        }
+    partials.withUnsafeMutableBufferPointer { partial in
+      partialIndices.withUnsafeMutableBufferPointer { partialIndex in
+        forEachChunk(
+          geometry, chunking,
+          rows: { items in
+            for item in items {
+              let (offset, length) = chunking.span(of: item)
+              let (value, index) = CPUPooling.max(x + offset, count: length, needIndex: needIndex)
+              partial[item] = value
+              if needIndex { partialIndex[item] = Int64((item % chunks) * chunking.chunkLength + index) }
+            }
+          },
+          tile: { offset, length, channelWidth, slot in
+            CPUPooling.maxChannels(
+              x + offset, width: channelWidth, count: length,
+              stride: geometry.channels, into: partial.baseAddress! + slot,
+              indices: needIndex ? partialIndex.baseAddress! + slot : nil, outStride: chunks)
+            if needIndex {
+              let chunkBegin = Int64((slot % chunks) * chunking.chunkLength)
+              for c in 0..<channelWidth { partialIndex[slot + c * chunks] += chunkBegin }
+            }
+          })
       }
     }
-    guard chunks > 1 else {
-      return MaxPoolResult(
-        values: try Tensor(shape: geometry.outputShape(keepDims: keepDims), scalars: partials),
-        indices: returnIndices ? partialIndices : nil)
-    }
-    var output = outputBuffer(geometry.planes)
+    guard chunks > 1 else { return (partials, returnIndices ? partialIndices : []) }
+    var output = outputBuffer(T.self, geometry.planes)
     var indices = [Int64](repeating: 0, count: returnIndices ? geometry.planes : 0)
     for plane in 0..<geometry.planes {
       var best = partials[plane * chunks]
@@ -129,15 +192,13 @@ public final class CPUBackend: Backend, @unchecked Sendable {
       output[plane] = best
       if returnIndices { indices[plane] = Int64(bestIndex) }
     }
-    return MaxPoolResult(
-      values: try Tensor(shape: geometry.outputShape(keepDims: keepDims), scalars: output),
-      indices: returnIndices ? indices : nil)
+    return (output, indices)
   }
 
   public func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor {
     let geometry = try PoolGeometry(gradient: gradient.shape, inputShape: inputShape, layout: layout)
     let divisor = Float(geometry.spatialSize)
-    var dx = outputBuffer(try Tensor.elementCount(of: inputShape))
+    var dx = outputBuffer(Float.self, try Tensor.elementCount(of: inputShape))
     dx.withUnsafeMutableBufferPointer { out in
       parallelFor(out.count, grain: 1 << 16) { range in
         for i in range { out[i] = gradient.scalars[geometry.planeAndPosition(of: i).plane] / divisor }
@@ -150,7 +211,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     _ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout
   ) throws -> Tensor {
     let geometry = try PoolGeometry(gradient: gradient.shape, inputShape: inputShape, layout: layout, indices: indices)
-    var dx = outputBuffer(try Tensor.elementCount(of: inputShape))
+    var dx = outputBuffer(Float.self, try Tensor.elementCount(of: inputShape))
     dx.withUnsafeMutableBufferPointer { out in
       parallelFor(out.count, grain: 1 << 16) { range in
         for i in range {
@@ -202,69 +263,138 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     }
   }
 
-  // MARK: Dense
+  // MARK: Dense and the fused head
 
-  public func dense(
-    _ input: Tensor, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
+  public func dense<S: StorageScalar>(
+    _ input: TypedTensor<S>, weight: TypedTensor<S>, bias: TypedTensor<S>?, weightLayout: WeightLayout,
     activation: Activation
-  ) throws -> Tensor {
+  ) throws -> TypedTensor<S> {
     let geometry = try DenseGeometry(
       input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
+    let values = try product(input, weight, bias, pool: nil, geometry, activation)
+    return try TypedTensor(shape: geometry.outputShape, scalars: values)
+  }
+
+  /// The head fused: blocks of samples are pooled into a scratch block that feeds the product
+  /// straight away, so the [N, C] intermediate never exists whole and never leaves the call.
+  public func head<S: StorageScalar>(
+    _ features: TypedTensor<S>, layout: Layout, weight: TypedTensor<S>, bias: TypedTensor<S>?,
+    weightLayout: WeightLayout, activation: Activation
+  ) throws -> TypedTensor<S> {
+    let (pool, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
+    let values = try product(features, weight, bias, pool: pool, geometry, activation)
+    return try TypedTensor(shape: geometry.outputShape, scalars: values)
+  }
+
+  /// dense (pool nil) or the fused head in S's arithmetic type, statically typed branches as in
+  /// `pool`.
+  private func product<S: StorageScalar>(
+    _ x: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, pool: PoolGeometry?,
+    _ geometry: DenseGeometry, _ activation: Activation
+  ) throws -> [S] {
+    try CPUBackend.checkBLAS(geometry)
+    if S.scalarType == .float64 {
+      return converted(
+        try product(
+          converted(x.scalars, to: Double.self), converted(weight.scalars, to: Double.self),
+          bias.map { converted($0.scalars, to: Double.self) }, pool: pool, geometry, activation),
+        to: S.self)
+    }
+    return converted(
+      try product(
+        converted(x.scalars, to: Float.self), converted(weight.scalars, to: Float.self),
+        bias.map { converted($0.scalars, to: Float.self) }, pool: pool, geometry, activation),
+      to: S.self)
+  }
+
+  /// Rows of the batch the fused head pools and multiplies at a time: their pooled rows (about
+  /// 512 KiB of float32) are still in cache when the product reads them.
+  static let headBlockElements = 1 << 17
+
+  private func product<T: NativeScalar>(
+    _ x: [T], _ weight: [T], _ bias: [T]?, pool: PoolGeometry?, _ geometry: DenseGeometry, _ activation: Activation
+  ) throws -> [T] {
+    let (n, m) = (geometry.rows, geometry.outputs)
+    var output = outputBuffer(T.self, n * m)
+    guard let pool else {
+      x.withUnsafeBufferPointer { x in
+        output.withUnsafeMutableBufferPointer { y in denseRows(x.baseAddress, weight, bias, geometry, activation, into: y) }
+      }
+      return output
+    }
+    let blockRows = max(1, CPUBackend.headBlockElements / pool.channels)
+    let sampleElements = n == 0 ? 0 : x.count / n
+    try x.withUnsafeBufferPointer { x in
+      try output.withUnsafeMutableBufferPointer { y in
+        for first in stride(from: 0, to: n, by: blockRows) {
+          let rows = min(blockRows, n - first)
+          var shape = pool.shape
+          shape[0] = rows
+          let pooled = averagePool(x.baseAddress! + first * sampleElements, try PoolGeometry(shape: shape, layout: pool.layout))
+          let block = try DenseGeometry(
+            input: [rows, pool.channels], weight: geometry.weightLayout == .inOut ? [pool.channels, m] : [m, pool.channels],
+            bias: nil, weightLayout: geometry.weightLayout)
+          pooled.withUnsafeBufferPointer { pooledRows in
+            denseRows(
+              pooledRows.baseAddress, weight, bias, block, activation,
+              into: UnsafeMutableBufferPointer(rebasing: y[(first * m)..<((first + rows) * m)]))
+          }
+        }
+      }
+    }
+    return output
+  }
+
+  private static func checkBLAS(_ geometry: DenseGeometry) throws {
     let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
     guard n <= Int32.max, k <= Int32.max, m <= Int32.max else {
       throw CLPoolError.sizeLimit(
         "dense \(n)x\(k)x\(m) exceeds the BLAS limit of \(Int32.max) per dimension")
     }
-    var output = outputBuffer(n * m)
-    guard n > 0, m > 0 else { return try Tensor(shape: geometry.outputShape, scalars: output) }
-    if let bias {
-      for row in 0..<n {
-        output.withUnsafeMutableBufferPointer { y in
-          _ = UnsafeMutableBufferPointer(rebasing: y[(row * m)..<((row + 1) * m)])
-            .initialize(from: bias.scalars)
-        }
-      }
-    }
-    let transposeWeight = weightLayout == .outIn ? CblasTrans : CblasNoTrans
-    let beta: Float = bias == nil ? 0 : 1
-    input.scalars.withUnsafeBufferPointer { x in
-      weight.scalars.withUnsafeBufferPointer { w in
-        output.withUnsafeMutableBufferPointer { y in
-          if n == 1 {  // batch 1 is a matrix-vector product: y = Wᵀx (in-out) or Wx (out-in)
-            let (rows, columns) = weightLayout == .inOut ? (k, m) : (m, k)
-            cblas_sgemv(
-              CblasRowMajor, weightLayout == .inOut ? CblasTrans : CblasNoTrans, Int32(rows),
-              Int32(columns), 1, w.baseAddress, Int32(columns), x.baseAddress, 1, beta, y.baseAddress, 1)
-          } else {
-            cblas_sgemm(
-              CblasRowMajor, CblasNoTrans, transposeWeight, Int32(n), Int32(m), Int32(k), 1,
-              x.baseAddress, Int32(k), w.baseAddress, Int32(weightLayout == .inOut ? m : k), beta,
-              y.baseAddress, Int32(m))
-          }
-        }
-      }
-    }
-    CPUBackend.activate(&output, rows: n, columns: m, activation)
-    return try Tensor(shape: geometry.outputShape, scalars: output)
   }
 
-  static func activate(_ y: inout [Float], rows: Int, columns: Int, _ activation: Activation) {
+  /// y = activation(x · W + b) for the `geometry.rows` rows at x (nil only when there are none)
+  /// into y, through BLAS: GEMV for one row, GEMM otherwise.
+  private func denseRows<T: NativeScalar>(
+    _ x: UnsafePointer<T>?, _ weight: [T], _ bias: [T]?, _ geometry: DenseGeometry, _ activation: Activation,
+    into y: UnsafeMutableBufferPointer<T>
+  ) {
+    let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
+    guard let x, n > 0, m > 0 else { return }
+    if let bias {
+      for row in 0..<n { _ = UnsafeMutableBufferPointer(rebasing: y[(row * m)..<((row + 1) * m)]).initialize(from: bias) }
+    }
+    let beta: T = bias == nil ? 0 : 1
+    let inOut = geometry.weightLayout == .inOut
+    weight.withUnsafeBufferPointer { w in
+      if n == 1 {  // batch 1 is a matrix-vector product: y = Wᵀx (in-out) or Wx (out-in)
+        T.gemv(
+          transpose: inOut, rows: Int32(inOut ? k : m), columns: Int32(inOut ? m : k), a: w.baseAddress!, x: x,
+          beta: beta, y: y.baseAddress!)
+      } else {
+        T.gemm(
+          transposeB: !inOut, m: Int32(n), n: Int32(m), k: Int32(k), a: x, lda: Int32(k), b: w.baseAddress!,
+          ldb: Int32(inOut ? m : k), beta: beta, c: y.baseAddress!, ldc: Int32(m))
+      }
+    }
+    CPUBackend.activate(y, rows: n, columns: m, activation)
+  }
+
+  static func activate<T: NativeScalar>(_ y: UnsafeMutableBufferPointer<T>, rows: Int, columns: Int, _ activation: Activation) {
     switch activation {
     case .none:
       break
     case .relu:
       for i in y.indices where y[i] < 0 { y[i] = 0 }  // NaN stays NaN
     case .sigmoid:
-      for i in y.indices { y[i] = 1 / (1 + Foundation.exp(-y[i])) }
+      for i in y.indices { y[i] = 1 / (1 + T.exponential(-y[i])) }
     case .softmax:
-      y.withUnsafeMutableBufferPointer { buffer in
-        for row in 0..<rows {
-          let values = UnsafeMutableBufferPointer(rebasing: buffer[(row * columns)..<((row + 1) * columns)])
-          let top = values.reduce(-Float.infinity) { Swift.max($0, $1) }  // NaN reaches all via sum
-          var sum: Float = 0
-          for value in values { sum += Foundation.exp(value - top) }
-          for j in values.indices { values[j] = Foundation.exp(values[j] - top) / sum }
-        }
+      for row in 0..<rows {
+        let values = UnsafeMutableBufferPointer(rebasing: y[(row * columns)..<((row + 1) * columns)])
+        let top = values.reduce(-T.infinity) { Swift.max($0, $1) }  // NaN reaches all via sum
+        var sum: T = 0
+        for value in values { sum += T.exponential(value - top) }
+        for j in values.indices { values[j] = T.exponential(values[j] - top) / sum }
       }
     }
   }

@@ -1,4 +1,4 @@
-/// Native pooling reductions, the same algorithms as Kernels/pool.cl: 8-lane SIMD accumulation
+/// Native pooling reductions in float32 or float64 (`NativeScalar`), the same algorithms as Kernels/pool.cl: 8-lane SIMD accumulation
 /// over blocks of `block` elements, block sums folded with Kahan compensation, planes larger than
 /// `chunkLength` split into chunks whose partials fold in order. The splitting depends only on the
 /// shape, so the output is bitwise reproducible whatever the core count.
@@ -8,24 +8,22 @@ enum CPUPooling {
   /// Channels reduced together in the channels-last kernels (fits the accumulators in L1).
   static let channelTile = 2048
 
-  typealias Lanes = SIMD8<Float>
-
   // MARK: Contiguous planes (channels-first)
 
   @inline(__always)
-  static func load(_ p: UnsafePointer<Float>, _ offset: Int) -> Lanes {
-    UnsafeRawPointer(p + offset).loadUnaligned(as: Lanes.self)
+  static func load<T: NativeScalar>(_ p: UnsafePointer<T>, _ offset: Int) -> SIMD8<T> {
+    UnsafeRawPointer(p + offset).loadUnaligned(as: SIMD8<T>.self)
   }
 
   /// Sum of `count` contiguous elements.
   @inline(__always)
-  static func sum(_ p: UnsafePointer<Float>, count: Int) -> Float {
+  static func sum<T: NativeScalar>(_ p: UnsafePointer<T>, count: Int) -> T {
     if count <= block { return blockSum(p, count: count) }  // one block: nothing to compensate
-    var total = CompensatedSum()
+    var total = CompensatedSum<T>()
     var i = 0
     while i + block <= count {
       // Four independent accumulators hide the add latency.
-      var a = Lanes(), b = Lanes(), c = Lanes(), d = Lanes()
+      var a = SIMD8<T>(), b = SIMD8<T>(), c = SIMD8<T>(), d = SIMD8<T>()
       var j = i
       while j < i + block {
         a += load(p, j)
@@ -44,8 +42,8 @@ enum CPUPooling {
   /// Sum of at most `block` elements: two 8-lane accumulators (independent add chains), a tree
   /// across lanes, then the tail.
   @inline(__always)
-  static func blockSum(_ p: UnsafePointer<Float>, count: Int) -> Float {
-    var a = Lanes(), b = Lanes()
+  static func blockSum<T: NativeScalar>(_ p: UnsafePointer<T>, count: Int) -> T {
+    var a = SIMD8<T>(), b = SIMD8<T>()
     var i = 0
     while i + 16 <= count {
       a += load(p, i)
@@ -65,14 +63,14 @@ enum CPUPooling {
   }
 
   @inline(__always)
-  static func horizontalSum(_ v: Lanes) -> Float {
+  static func horizontalSum<T: NativeScalar>(_ v: SIMD8<T>) -> T {
     let four = v.lowHalf + v.highHalf
     let two = four.lowHalf + four.highHalf
     return two[0] + two[1]
   }
 
   @inline(__always)
-  static func horizontalMax(_ v: Lanes) -> Float {
+  static func horizontalMax<T: NativeScalar>(_ v: SIMD8<T>) -> T {
     var four = v.lowHalf
     four.replace(with: v.highHalf, where: v.highHalf .> four)
     var two = four.lowHalf
@@ -85,18 +83,18 @@ enum CPUPooling {
   /// NaN is detected through `v * 0` (NaN for NaN and ±Inf inputs, so a rare exact rescan
   /// separates the two); pass 2 scans for the value's first position, usually stopping early.
   @inline(__always)
-  static func max(_ p: UnsafePointer<Float>, count: Int, needIndex: Bool) -> (value: Float, index: Int) {
-    var best = Lanes(repeating: -.infinity)
-    var probe = Lanes()
+  static func max<T: NativeScalar>(_ p: UnsafePointer<T>, count: Int, needIndex: Bool) -> (value: T, index: Int) {
+    var best = SIMD8<T>(repeating: -.infinity)
+    var probe = SIMD8<T>()
     var i = 0
     while i + 8 <= count {
       let v = load(p, i)
-      best.replace(with: v, where: v .> best)  // false for NaN
+      best.replace(with: v, where: T.lanesGreater(v, best))  // false for NaN
       probe += v * 0
       i += 8
     }
     var value = horizontalMax(best)
-    var tailProbe: Float = 0
+    var tailProbe: T = 0
     while i < count {
       if p[i] > value { value = p[i] }
       tailProbe += p[i] * 0
@@ -117,15 +115,15 @@ enum CPUPooling {
 
   /// Sums, for each of `width` adjacent channels, `count` positions spaced `stride` apart,
   /// writing each channel's sum / `divisor` to `out[channel * outStride]`.
-  static func sumChannels(
-    _ p: UnsafePointer<Float>, width: Int, count: Int, stride: Int,
-    into out: UnsafeMutablePointer<Float>, outStride: Int, divisor: Float
+  static func sumChannels<T: NativeScalar>(
+    _ p: UnsafePointer<T>, width: Int, count: Int, stride: Int,
+    into out: UnsafeMutablePointer<T>, outStride: Int, divisor: T
   ) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: width) { scratch in
-    withUnsafeTemporaryAllocation(of: CompensatedSum.self, capacity: width) { totals in
+    withUnsafeTemporaryAllocation(of: T.self, capacity: width) { scratch in
+    withUnsafeTemporaryAllocation(of: CompensatedSum<T>.self, capacity: width) { totals in
       let blockSum = scratch.baseAddress!
       let total = totals.baseAddress!
-      total.initialize(repeating: CompensatedSum(), count: width)
+      total.initialize(repeating: CompensatedSum<T>(), count: width)
       var s = 0
       while s < count {
         blockSum.initialize(repeating: 0, count: width)
@@ -134,8 +132,8 @@ enum CPUPooling {
           let row = p + position * stride
           var c = 0
           while c + 8 <= width {
-            let sum = UnsafeRawPointer(blockSum + c).loadUnaligned(as: Lanes.self) + load(row, c)
-            UnsafeMutableRawPointer(blockSum + c).storeBytes(of: sum, as: Lanes.self)
+            let sum = UnsafeRawPointer(blockSum + c).loadUnaligned(as: SIMD8<T>.self) + load(row, c)
+            UnsafeMutableRawPointer(blockSum + c).storeBytes(of: sum, as: SIMD8<T>.self)
             c += 8
           }
           while c < width {
@@ -156,14 +154,14 @@ enum CPUPooling {
   /// run of channels); running maxima and positions stay in L1 scratch, 8 channels per vector.
   /// A channel that saw a NaN is rescanned for its first NaN. Without `indices` no positions
   /// are tracked.
-  static func maxChannels(
-    _ p: UnsafePointer<Float>, width: Int, count: Int, stride: Int,
-    into out: UnsafeMutablePointer<Float>, indices: UnsafeMutablePointer<Int64>?, outStride: Int
+  static func maxChannels<T: NativeScalar>(
+    _ p: UnsafePointer<T>, width: Int, count: Int, stride: Int,
+    into out: UnsafeMutablePointer<T>, indices: UnsafeMutablePointer<Int64>?, outStride: Int
   ) {
     let tracksIndex = indices != nil
     let vectorWidth = width / 8 * 8
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * width + 8) { floats in
-      withUnsafeTemporaryAllocation(of: Int32.self, capacity: width + 8) { ints in
+    withUnsafeTemporaryAllocation(of: T.self, capacity: 2 * width + 8) { floats in
+      withUnsafeTemporaryAllocation(of: T.SIMDMaskScalar.self, capacity: width + 8) { ints in
         let best = floats.baseAddress!
         let nanProbe = best + width
         let bestIndex = ints.baseAddress!
@@ -172,28 +170,28 @@ enum CPUPooling {
         bestIndex.initialize(repeating: 0, count: width)
         for position in 0..<count {
           let row = p + position * stride
-          let here = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: position))
+          let here = SIMD8<T.SIMDMaskScalar>(repeating: T.SIMDMaskScalar(truncatingIfNeeded: position))
           var c = 0
           while c < vectorWidth {
             let v = load(row, c)
-            var top = UnsafeRawPointer(best + c).loadUnaligned(as: Lanes.self)
-            let greater = v .> top
+            var top = UnsafeRawPointer(best + c).loadUnaligned(as: SIMD8<T>.self)
+            let greater = T.lanesGreater(v, top)
             top.replace(with: v, where: greater)
-            UnsafeMutableRawPointer(best + c).storeBytes(of: top, as: Lanes.self)
+            UnsafeMutableRawPointer(best + c).storeBytes(of: top, as: SIMD8<T>.self)
             if tracksIndex {
-              var at = UnsafeRawPointer(bestIndex + c).loadUnaligned(as: SIMD8<Int32>.self)
+              var at = UnsafeRawPointer(bestIndex + c).loadUnaligned(as: SIMD8<T.SIMDMaskScalar>.self)
               at.replace(with: here, where: greater)
-              UnsafeMutableRawPointer(bestIndex + c).storeBytes(of: at, as: SIMD8<Int32>.self)
+              UnsafeMutableRawPointer(bestIndex + c).storeBytes(of: at, as: SIMD8<T.SIMDMaskScalar>.self)
             }
             // v * 0 is NaN for NaN (and ±Inf) inputs; the rescan below tells them apart.
-            let probe = UnsafeRawPointer(nanProbe + c).loadUnaligned(as: Lanes.self) + v * 0
-            UnsafeMutableRawPointer(nanProbe + c).storeBytes(of: probe, as: Lanes.self)
+            let probe = UnsafeRawPointer(nanProbe + c).loadUnaligned(as: SIMD8<T>.self) + v * 0
+            UnsafeMutableRawPointer(nanProbe + c).storeBytes(of: probe, as: SIMD8<T>.self)
             c += 8
           }
           while c < width {
             if row[c] > best[c] {
               best[c] = row[c]
-              bestIndex[c] = Int32(truncatingIfNeeded: position)
+              bestIndex[c] = T.SIMDMaskScalar(truncatingIfNeeded: position)
             }
             nanProbe[c] += row[c] * 0
             c += 1

@@ -32,9 +32,13 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private let options: BackendOptions
   private let context: CLContext
   private let queue: CLQueue
-  private let program: CLProgram
   private let workGroupSize: Int
-  private let lock = NSLock()  // serialises calls; guards `lastEvents` and `reusable`
+  private let cache: ProgramCache
+  private let buildOptions: String
+  private let lock = NSLock()  // serialises calls; guards `lastEvents`, `reusable`, `programs`
+  /// The program per storage type (Kernels/storage.h): float32 built by `init`, the others on
+  /// first use.
+  private var programs: [ScalarType: CLProgram] = [:]
   private var lastEvents: [CLEvent] = []
   private var reusable: [BufferRole: CLBuffer] = [:]
 
@@ -66,10 +70,11 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     queue = try CLQueue(context: context, device: device.handles.device)
     var groupSize = 1
     while groupSize * 2 <= min(256, device.maxWorkGroupSize) { groupSize *= 2 }
-    program = try cache.program(
-      source: KernelSource.program,
-      options: "-DWG_SIZE=\(groupSize) -DROWS=\(Self.denseRows) -cl-std=CL1.2 \(buildOptions)",
-      device: device, context: context)
+    self.cache = cache
+    self.buildOptions = "-DWG_SIZE=\(groupSize) -DROWS=\(Self.denseRows) -cl-std=CL1.2 \(buildOptions)"
+    let program = try cache.program(
+      source: KernelSource.program, options: self.buildOptions, device: device, context: context)
+    programs = [.float32: program]
     // A GPU whose registers cannot hold WG_SIZE work-items of the tree kernel falls back to loops.
     let treeKernel = try CLKernel(program: program, name: "gmp_rows_wg")
     var treeLimit = 0
@@ -82,6 +87,30 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let wanted = kernelVariant == .automatic ? (device.isAccelerator ? .workGroup : .workItem) : kernelVariant
     self.kernelVariant = wanted == .workGroup && treeLimit < groupSize ? .workItem : wanted
   }
+
+  /// float16 storage runs everywhere: the kernels touch it only through vload_half /
+  /// vstore_half, core OpenCL 1.2 (cl_khr_fp16 is about half arithmetic, which they never do).
+  /// float64 needs cl_khr_fp64.
+  public func checkSupport(_ type: ScalarType) throws {
+    guard type != .float64 || device.supportsFP64 else {
+      throw CLPoolError.unavailable("\(device.name) does not report cl_khr_fp64, so it cannot compute in float64")
+    }
+  }
+
+  /// The kernels for storage type `type`, built (or loaded from the cache) on first use. The
+  /// caller holds the lock.
+  private func program(_ type: ScalarType) throws -> CLProgram {
+    if let program = programs[type] { return program }
+    try checkSupport(type)
+    let define = type == .float16 ? "-DSTORAGE_HALF" : "-DSTORAGE_DOUBLE"
+    let program = try cache.program(
+      source: KernelSource.program, options: "\(define) \(buildOptions)", device: device, context: context)
+    programs[type] = program
+    return program
+  }
+
+  /// Bytes of the kernels' arithmetic type (acc_t) for storage type `type`: partial sums keep it.
+  private static func accumulatorWidth(_ type: ScalarType) -> Int { type == .float64 ? 8 : 4 }
 
   /// Device time of the kernels of the most recent call (from profiling events), excluding
   /// transfers; nil before the first call. For benchmarks: with several threads calling, "most
@@ -133,35 +162,38 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     }
   }
 
-  public func globalAveragePool(_ input: Tensor, layout: Layout, keepDims: Bool) throws -> Tensor {
+  public func globalAveragePool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout, keepDims: Bool) throws
+    -> TypedTensor<S>
+  {
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
     let result = try hostPool(input, geometry, average: true, returnIndices: false)
-    return try Tensor(shape: geometry.outputShape(keepDims: keepDims), scalars: result.values)
+    return try TypedTensor(shape: geometry.outputShape(keepDims: keepDims), scalars: result.values)
   }
 
-  public func globalMaxPool(
-    _ input: Tensor, layout: Layout, keepDims: Bool, returnIndices: Bool
-  ) throws -> MaxPoolResult {
+  public func globalMaxPool<S: StorageScalar>(
+    _ input: TypedTensor<S>, layout: Layout, keepDims: Bool, returnIndices: Bool
+  ) throws -> MaxPoolResult<S> {
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
     let result = try hostPool(input, geometry, average: false, returnIndices: returnIndices)
     return MaxPoolResult(
-      values: try Tensor(shape: geometry.outputShape(keepDims: keepDims), scalars: result.values),
+      values: try TypedTensor(shape: geometry.outputShape(keepDims: keepDims), scalars: result.values),
       indices: returnIndices ? result.indices : nil)
   }
 
   /// Host tensors in and out: the input is seen by the device for this call only. An input larger
   /// than one allocation may be runs in parts of whole samples, planned as one call, so the
   /// result is bitwise the same.
-  private func hostPool(_ input: Tensor, _ geometry: PoolGeometry, average: Bool, returnIndices: Bool)
-    throws -> (values: [Float], indices: [Int64])
-  {
+  private func hostPool<S: StorageScalar>(
+    _ input: TypedTensor<S>, _ geometry: PoolGeometry, average: Bool, returnIndices: Bool
+  ) throws -> (values: [S], indices: [Int64]) {
     let planes = geometry.planes
-    var values = [Float](repeating: 0, count: planes)
+    var values = [S](repeating: 0, count: planes)
     var indices = [Int64](repeating: 0, count: returnIndices ? planes : 0)
     guard planes > 0 else { return (values, indices) }
+    let width = S.scalarType.byteWidth
     let sampleElements = input.count / geometry.batch
-    try checkAllocation(sampleElements * 4, what: "one sample of pooling input \(Tensor.describe(input.shape))")
-    let samplesPerPart = max(1, min(geometry.batch, Int(allocationLimit / UInt64(sampleElements * 4))))
+    try checkAllocation(sampleElements * width, what: "one sample of pooling input \(Tensor.describe(input.shape))")
+    let samplesPerPart = max(1, min(geometry.batch, Int(allocationLimit / UInt64(sampleElements * width))))
     try lock.withLock {
       try input.scalars.withUnsafeBytes { inputBytes in
         var events: [CLEvent] = []
@@ -170,9 +202,11 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
           var shape = geometry.shape
           shape[0] = count
           let part = try PoolGeometry(shape: shape, layout: geometry.layout)
-          let bytes = UnsafeRawBufferPointer(rebasing: inputBytes[(first * sampleElements * 4)..<((first + count) * sampleElements * 4)])
+          let bytes = UnsafeRawBufferPointer(
+            rebasing: inputBytes[(first * sampleElements * width)..<((first + count) * sampleElements * width)])
           let output = try poolOnDevice(
-            try upload(bytes), part, planningBatch: geometry.batch, average: average, returnIndices: returnIndices, &events)
+            try upload(bytes), S.self, part, planningBatch: geometry.batch, average: average,
+            returnIndices: returnIndices, &events)
           let planeRange = (first * geometry.channels)..<((first + count) * geometry.channels)
           try values[planeRange].withUnsafeMutableBytes { try queue.read(output.values, into: $0) }
           if let outputIndices = output.indices {
@@ -186,22 +220,25 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   }
 
   /// Enqueues the pooling of device buffer `x` (planes > 0); the caller holds the lock.
-  private func poolOnDevice(
-    _ x: CLBuffer, _ geometry: PoolGeometry, planningBatch: Int? = nil, average: Bool, returnIndices: Bool,
-    escapes: Bool = false, _ events: inout [CLEvent]
+  private func poolOnDevice<S: StorageScalar>(
+    _ x: CLBuffer, _ type: S.Type, _ geometry: PoolGeometry, planningBatch: Int? = nil, average: Bool,
+    returnIndices: Bool, escapes: Bool = false, _ events: inout [CLEvent]
   ) throws -> (values: CLBuffer, indices: CLBuffer?) {
     let planes = geometry.planes
     let plan = plan(geometry, batch: planningBatch ?? geometry.batch)
     let chunks = plan.chunking.chunks
-    let output = try outputBuffer(floats: planes, escapes: escapes)
+    let program = try program(S.scalarType)
+    let output = try outputBuffer(S.self, count: planes, escapes: escapes)
     let outputIndices = returnIndices ? try indexBuffer(count: planes) : nil
-    // With one chunk, pass 1 writes the final values; otherwise partials, folded by pass 2.
-    let partial = chunks == 1 ? output : try reusableBuffer(.partial, bytes: planes * chunks * 4)
+    // With one chunk, pass 1 writes the final values; otherwise partials, folded by pass 2:
+    // sums in the arithmetic type, maxima (exact) in the storage type.
+    let partialWidth = average ? Self.accumulatorWidth(S.scalarType) : S.scalarType.byteWidth
+    let partial = chunks == 1 ? output : try reusableBuffer(.partial, bytes: planes * chunks * partialWidth)
     let partialIndices = chunks == 1 ? outputIndices : (average ? nil : try reusableBuffer(.partialIndices, bytes: planes * chunks * 8))
-    let divisor: Float = chunks == 1 ? Float(geometry.spatialSize) : 1
     let kernelName: String
-    var arguments: [KernelArgument] = [.buffer(x), .buffer(partial)]
-    if !average { arguments.append(.buffer(partialIndices)) }
+    // gap_*: (x, out, partial, ...) with out used when chunks == 1; gmp_*: (x, out, indices, ...).
+    var arguments: [KernelArgument] =
+      average ? [.buffer(x), .buffer(output), .buffer(partial)] : [.buffer(x), .buffer(partial), .buffer(partialIndices)]
     let global: [Int]
     var local: [Int]? = nil
     switch plan.kernel {
@@ -230,7 +267,6 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       ]
       global = [Self.roundUp((geometry.channels + 7) / 8, 8), geometry.batch * chunks]
     }
-    if average { arguments.append(.float(divisor)) }
     let kernel = try CLKernel(program: program, name: kernelName)
     try kernel.setArguments(arguments)
     events.append(try queue.launch(kernel, global: global, local: local))
@@ -239,7 +275,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       if average {
         try combine.setArguments([
           .buffer(partial), .buffer(output), .uint64(UInt64(planes)), .uint32(UInt32(chunks)),
-          .float(Float(geometry.spatialSize)),
+          .uint64(UInt64(geometry.spatialSize)),
         ])
       } else {
         try combine.setArguments([
@@ -250,6 +286,56 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       events.append(try queue.launch(combine, global: [Self.roundUp(planes, 64)]))
     }
     return (output, outputIndices)
+  }
+
+  // MARK: Ragged batches
+
+  public func globalAveragePool<S: StorageScalar>(_ batch: RaggedBatch<S>) throws -> TypedTensor<S> {
+    try TypedTensor(shape: batch.outputShape, scalars: try raggedPool(batch, average: true, returnIndices: false).values)
+  }
+
+  public func globalMaxPool<S: StorageScalar>(_ batch: RaggedBatch<S>, returnIndices: Bool) throws -> MaxPoolResult<S> {
+    let result = try raggedPool(batch, average: false, returnIndices: returnIndices)
+    return MaxPoolResult(
+      values: try TypedTensor(shape: batch.outputShape, scalars: result.values), indices: returnIndices ? result.indices : nil)
+  }
+
+  /// Every sample in one launch (Kernels/pool.cl gap_ragged / gmp_ragged), the per-sample offsets
+  /// and spatial sizes in two small device arrays.
+  private func raggedPool<S: StorageScalar>(_ batch: RaggedBatch<S>, average: Bool, returnIndices: Bool) throws
+    -> (values: [S], indices: [Int64])
+  {
+    let (n, c) = (batch.count, batch.channels)
+    var values = [S](repeating: 0, count: n * c)
+    var indices = [Int64](repeating: 0, count: returnIndices ? n * c : 0)
+    guard n * c > 0 else { return (values, indices) }
+    try checkAllocation(
+      batch.scalars.count * S.scalarType.byteWidth, what: "ragged batch of \(n) samples x \(c) channels")
+    let offsets = batch.offsets.map { UInt64($0) }
+    let spatialSizes = batch.spatialSizes.map { UInt64($0) }
+    try lock.withLock {
+      try batch.scalars.withUnsafeBytes { x in
+        try offsets.withUnsafeBytes { offsetBytes in
+          try spatialSizes.withUnsafeBytes { sizeBytes in
+            let output = try outputBuffer(S.self, count: n * c)
+            let outputIndices = returnIndices ? try indexBuffer(count: n * c) : nil
+            let channelsLast = batch.layout == .channelsLast
+            var arguments: [KernelArgument] = [
+              .buffer(try upload(x)), .buffer(try upload(offsetBytes)), .buffer(try upload(sizeBytes)), .buffer(output),
+            ]
+            if !average { arguments.append(.buffer(outputIndices)) }
+            arguments += [.uint64(UInt64(n)), .uint64(UInt64(c)), .int32(channelsLast ? 1 : 0)]
+            let kernel = try CLKernel(program: try program(S.scalarType), name: average ? "gap_ragged" : "gmp_ragged")
+            try kernel.setArguments(arguments)
+            let events = [try queue.launch(kernel, global: [channelsLast ? (c + 7) / 8 : c, n])]
+            try values.withUnsafeMutableBytes { try queue.read(output, into: $0) }
+            if let outputIndices { try indices.withUnsafeMutableBytes { try queue.read(outputIndices, into: $0) } }
+            lastEvents = events
+          }
+        }
+      }
+    }
+    return (values, indices)
   }
 
   // MARK: Pooling backward
@@ -274,8 +360,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     try lock.withLock {
       try gradient.scalars.withUnsafeBytes { dzBytes in
         try (indices ?? []).withUnsafeBytes { indexBytes in
-          let output = try outputBuffer(floats: count)
-          let kernel = try CLKernel(program: program, name: indices == nil ? "gap_backward" : "gmp_backward")
+          let output = try outputBuffer(Float.self, count: count)
+          let kernel = try CLKernel(program: try program(.float32), name: indices == nil ? "gap_backward" : "gmp_backward")
           var arguments: [KernelArgument] = [.buffer(try upload(dzBytes))]
           if indices != nil { arguments.append(.buffer(try upload(indexBytes))) }
           arguments += [
@@ -294,64 +380,56 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
   // MARK: Dense and the fused head
 
-  public func dense(
-    _ input: Tensor, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
+  public func dense<S: StorageScalar>(
+    _ input: TypedTensor<S>, weight: TypedTensor<S>, bias: TypedTensor<S>?, weightLayout: WeightLayout,
     activation: Activation
-  ) throws -> Tensor {
+  ) throws -> TypedTensor<S> {
     let geometry = try DenseGeometry(
       input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
-    guard geometry.rows > 0, geometry.outputs > 0 else { return try Tensor(shape: geometry.outputShape, repeating: 0) }
-    try checkDense(geometry, input: input.count, weight: weight.count)
-    var output = [Float](repeating: 0, count: geometry.rows * geometry.outputs)
+    guard geometry.rows > 0, geometry.outputs > 0 else { return try TypedTensor(shape: geometry.outputShape, repeating: 0) }
+    try checkDense(geometry, S.self, input: input.count, weight: weight.count)
+    var output = [S](repeating: 0, count: geometry.rows * geometry.outputs)
     try lock.withLock {
       try withHostBuffers(input, weight, bias) { x, w, b in
         var events: [CLEvent] = []
-        let y = try denseOnDevice(x, w, b, geometry, activation, &events)
+        let y = try denseOnDevice(x, w, b, S.self, geometry, activation, &events)
         try output.withUnsafeMutableBytes { try queue.read(y, into: $0) }
         lastEvents = events
       }
     }
-    return try Tensor(shape: geometry.outputShape, scalars: output)
+    return try TypedTensor(shape: geometry.outputShape, scalars: output)
   }
 
   /// GAP and dense in one launch (Kernels/head.cl): the pooled [N, C] rows stay on the device.
-  public func head(
-    _ features: Tensor, layout: Layout, weight: Tensor, bias: Tensor?, weightLayout: WeightLayout,
-    activation: Activation
-  ) throws -> Tensor {
+  public func head<S: StorageScalar>(
+    _ features: TypedTensor<S>, layout: Layout, weight: TypedTensor<S>, bias: TypedTensor<S>?,
+    weightLayout: WeightLayout, activation: Activation
+  ) throws -> TypedTensor<S> {
     let (pool, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
-    guard geometry.rows > 0, geometry.outputs > 0 else { return try Tensor(shape: geometry.outputShape, repeating: 0) }
-    try checkAllocation(features.count * 4, what: "head input \(Tensor.describe(features.shape))")
-    try checkDense(geometry, input: 0, weight: weight.count)
-    var output = [Float](repeating: 0, count: geometry.rows * geometry.outputs)
+    guard geometry.rows > 0, geometry.outputs > 0 else { return try TypedTensor(shape: geometry.outputShape, repeating: 0) }
+    try checkAllocation(features.count * S.scalarType.byteWidth, what: "head input \(Tensor.describe(features.shape))")
+    try checkDense(geometry, S.self, input: 0, weight: weight.count)
+    var output = [S](repeating: 0, count: geometry.rows * geometry.outputs)
     try lock.withLock {
       try withHostBuffers(features, weight, bias) { x, w, b in
         var events: [CLEvent] = []
-        let y = try headOnDevice(x, w, b, pool, geometry, activation, &events)
+        let y = try headOnDevice(x, w, b, S.self, pool, geometry, activation, &events)
         try output.withUnsafeMutableBytes { try queue.read(y, into: $0) }
         lastEvents = events
       }
     }
-    return try Tensor(shape: geometry.outputShape, scalars: output)
-  }
-
-  private func headGeometry(
-    _ features: [Int], _ layout: Layout, _ weight: [Int], _ bias: [Int]?, _ weightLayout: WeightLayout
-  ) throws -> (PoolGeometry, DenseGeometry) {
-    let pool = try PoolGeometry(shape: features, layout: layout)
-    let dense = try DenseGeometry(
-      input: [pool.batch, pool.channels], weight: weight, bias: bias, weightLayout: weightLayout)
-    return (pool, dense)
+    return try TypedTensor(shape: geometry.outputShape, scalars: output)
   }
 
   /// Enqueues y = act(x · W + b) on device buffers (N, M > 0); the caller holds the lock.
-  private func denseOnDevice(
-    _ x: CLBuffer, _ w: CLBuffer, _ b: CLBuffer?, _ geometry: DenseGeometry, _ activation: Activation,
-    escapes: Bool = false, _ events: inout [CLEvent]
+  private func denseOnDevice<S: StorageScalar>(
+    _ x: CLBuffer, _ w: CLBuffer, _ b: CLBuffer?, _ type: S.Type, _ geometry: DenseGeometry,
+    _ activation: Activation, escapes: Bool = false, _ events: inout [CLEvent]
   ) throws -> CLBuffer {
     let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
-    let y = try outputBuffer(floats: n * m, escapes: escapes)
-    let weightInOut = try inOutWeight(w, geometry, &events)
+    let program = try program(S.scalarType)
+    let y = try outputBuffer(S.self, count: n * m, escapes: escapes)
+    let weightInOut = try inOutWeight(w, program, S.scalarType, geometry, &events)
     // Batches smaller than a tile run one row per work-item (GEMV) instead of padding the tile.
     let singleRow = n < Self.denseRows
     // Work-group variant: 64 x 64 output tiles through local memory (the GPU way).
@@ -375,24 +453,25 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         try queue.launch(
           kernel, global: [Self.roundUp(columnItems, local[0]), Self.roundUp(rowItems, local[1])], local: local))
     }
-    try softmaxIfAsked(y, rows: n, columns: m, activation, &events)
+    try softmaxIfAsked(y, program, rows: n, columns: m, activation, &events)
     return y
   }
 
   /// Enqueues the fused head on device buffers (N, M > 0); the caller holds the lock.
-  private func headOnDevice(
-    _ x: CLBuffer, _ w: CLBuffer, _ b: CLBuffer?, _ pool: PoolGeometry, _ geometry: DenseGeometry,
+  private func headOnDevice<S: StorageScalar>(
+    _ x: CLBuffer, _ w: CLBuffer, _ b: CLBuffer?, _ type: S.Type, _ pool: PoolGeometry, _ geometry: DenseGeometry,
     _ activation: Activation, escapes: Bool = false, _ events: inout [CLEvent]
   ) throws -> CLBuffer {
+    let program = try program(S.scalarType)
     let (n, c, m) = (geometry.rows, geometry.inputs, geometry.outputs)
     let rowGroups = (n + Self.denseRows - 1) / Self.denseRows
     // Enough column groups that every compute unit has work even for a batch of one.
     let groupWidth = 16
     let columnGroups = max(
       1, min((m + 16 * groupWidth - 1) / (16 * groupWidth), (device.computeUnits * 4 + rowGroups - 1) / rowGroups))
-    let y = try outputBuffer(floats: n * m, escapes: escapes)
-    let weightInOut = try inOutWeight(w, geometry, &events)
-    let pooled = try reusableBuffer(.pooledRows, bytes: rowGroups * Self.denseRows * c * 4)
+    let y = try outputBuffer(S.self, count: n * m, escapes: escapes)
+    let weightInOut = try inOutWeight(w, program, S.scalarType, geometry, &events)
+    let pooled = try reusableBuffer(.pooledRows, bytes: rowGroups * Self.denseRows * c * S.scalarType.byteWidth)
     let kernel = try CLKernel(program: program, name: "head_avg")
     try kernel.setArguments([
       .buffer(x), .buffer(weightInOut), .buffer(b), .buffer(y), .buffer(pooled), .uint32(UInt32(n)),
@@ -400,23 +479,25 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       .int32(Self.elementwiseCode(activation)), .int32(pool.layout == .channelsLast ? 1 : 0),
     ])
     events.append(try queue.launch(kernel, global: [columnGroups * groupWidth, rowGroups], local: [groupWidth, 1]))
-    try softmaxIfAsked(y, rows: n, columns: m, activation, &events)
+    try softmaxIfAsked(y, program, rows: n, columns: m, activation, &events)
     return y
   }
 
-  private func checkDense(_ geometry: DenseGeometry, input: Int, weight: Int) throws {
+  private func checkDense<S: StorageScalar>(_ geometry: DenseGeometry, _: S.Type, input: Int, weight: Int) throws {
+    let width = S.scalarType.byteWidth
     let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
     guard n <= UInt32.max, k <= UInt32.max, m <= UInt32.max else {
       throw CLPoolError.sizeLimit("dense \(n)x\(k)x\(m) exceeds the kernels' limit of \(UInt32.max) per dimension")
     }
-    try checkAllocation(input * 4, what: "dense input \(n)x\(k)")
-    try checkAllocation(weight * 4, what: "dense weight \(k)x\(m)")
-    try checkAllocation(n * m * 4, what: "dense output \(n)x\(m)")
+    try checkAllocation(input * width, what: "dense input \(n)x\(k)")
+    try checkAllocation(weight * width, what: "dense weight \(k)x\(m)")
+    try checkAllocation(n * m * width, what: "dense output \(n)x\(m)")
   }
 
   /// Device views of the host input, weight and bias, alive for `body`.
-  private func withHostBuffers(
-    _ input: Tensor, _ weight: Tensor, _ bias: Tensor?, _ body: (CLBuffer, CLBuffer, CLBuffer?) throws -> Void
+  private func withHostBuffers<S: StorageScalar>(
+    _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?,
+    _ body: (CLBuffer, CLBuffer, CLBuffer?) throws -> Void
   ) throws {
     try input.scalars.withUnsafeBytes { inputBytes in
       try weight.scalars.withUnsafeBytes { weightBytes in
@@ -429,10 +510,12 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
   /// The weight as [K, M]: an out-in [M, K] weight is transposed once on the device, so one
   /// kernel serves both layouts.
-  private func inOutWeight(_ w: CLBuffer, _ geometry: DenseGeometry, _ events: inout [CLEvent]) throws -> CLBuffer {
+  private func inOutWeight(
+    _ w: CLBuffer, _ program: CLProgram, _ type: ScalarType, _ geometry: DenseGeometry, _ events: inout [CLEvent]
+  ) throws -> CLBuffer {
     guard geometry.weightLayout == .outIn else { return w }
     let (k, m) = (geometry.inputs, geometry.outputs)
-    let transposed = try reusableBuffer(.transposedWeight, bytes: k * m * 4)
+    let transposed = try reusableBuffer(.transposedWeight, bytes: k * m * type.byteWidth)
     let transpose = try CLKernel(program: program, name: "transpose")
     try transpose.setArguments([.buffer(w), .buffer(transposed), .uint32(UInt32(m)), .uint32(UInt32(k))])
     events.append(try queue.launch(transpose, global: [Self.roundUp(k, 8), Self.roundUp(m, 8)], local: [8, 8]))
@@ -440,7 +523,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   }
 
   private func softmaxIfAsked(
-    _ y: CLBuffer, rows: Int, columns: Int, _ activation: Activation, _ events: inout [CLEvent]
+    _ y: CLBuffer, _ program: CLProgram, rows: Int, columns: Int, _ activation: Activation, _ events: inout [CLEvent]
   ) throws {
     guard activation == .softmax else { return }
     let softmax = try CLKernel(program: program, name: "softmax_rows")
@@ -495,7 +578,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     try owns(input)
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
     return try deviceResult(geometry.outputShape(keepDims: keepDims), empty: geometry.planes == 0) { events in
-      try poolOnDevice(input.buffer, geometry, average: average, returnIndices: false, escapes: true, &events).values
+      try poolOnDevice(input.buffer, Float.self, geometry, average: average, returnIndices: false, escapes: true, &events).values
     }
   }
 
@@ -507,9 +590,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     try ([input, weight] + (bias.map { [$0] } ?? [])).forEach(owns)
     let geometry = try DenseGeometry(
       input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
-    try checkDense(geometry, input: 0, weight: 0)
+    try checkDense(geometry, Float.self, input: 0, weight: 0)
     return try deviceResult(geometry.outputShape, empty: geometry.rows == 0 || geometry.outputs == 0) { events in
-      try denseOnDevice(input.buffer, weight.buffer, bias?.buffer, geometry, activation, escapes: true, &events)
+      try denseOnDevice(input.buffer, weight.buffer, bias?.buffer, Float.self, geometry, activation, escapes: true, &events)
     }
   }
 
@@ -520,9 +603,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   ) throws -> DeviceTensor {
     try ([features, weight] + (bias.map { [$0] } ?? [])).forEach(owns)
     let (pool, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
-    try checkDense(geometry, input: 0, weight: 0)
+    try checkDense(geometry, Float.self, input: 0, weight: 0)
     return try deviceResult(geometry.outputShape, empty: geometry.rows == 0 || geometry.outputs == 0) { events in
-      try headOnDevice(features.buffer, weight.buffer, bias?.buffer, pool, geometry, activation, escapes: true, &events)
+      try headOnDevice(features.buffer, weight.buffer, bias?.buffer, Float.self, pool, geometry, activation, escapes: true, &events)
     }
   }
 
@@ -581,9 +664,10 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
   /// An output buffer, poisoned when the options ask: reused for results that are read back
   /// within the call, fresh for results handed out as device tensors (`escapes`).
-  private func outputBuffer(floats count: Int, escapes: Bool = false) throws -> CLBuffer {
-    let buffer = escapes ? try freshBuffer(bytes: count * 4) : try reusableBuffer(.output, bytes: count * 4)
-    if options.poisonOutputs { try queue.fill(buffer, with: BackendOptions.poison) }
+  private func outputBuffer<S: StorageScalar>(_: S.Type, count: Int, escapes: Bool = false) throws -> CLBuffer {
+    let bytes = count * S.scalarType.byteWidth
+    let buffer = escapes ? try freshBuffer(bytes: bytes) : try reusableBuffer(.output, bytes: bytes)
+    if options.poisonOutputs { try queue.fill(buffer, with: S.poison) }
     return buffer
   }
 

@@ -4,6 +4,11 @@ import Foundation
 public struct BenchmarkCase: Sendable, Equatable {
   public enum Operation: String, CaseIterable, Sendable {
     case avg, max, dense, head
+    /// The same head as two calls, globalAveragePool then dense, the [N, C] rows returned to the
+    /// host between them: what the fused head saves.
+    case headUnfused = "head-unfused"
+
+    var isHead: Bool { self == .head || self == .headUnfused }
   }
 
   public let operation: Operation
@@ -21,7 +26,7 @@ public struct BenchmarkCase: Sendable, Equatable {
   }
 
   /// The default suite: pooling on the ResNet/VGG-style shapes in both layouts, dense from batch-1
-  /// GEMV to a square GEMM, and the ResNet-50 head at batch 1 and 256.
+  /// GEMV to a square GEMM, and the ResNet-50 head at batch 1 and 256, fused and unfused.
   public static let defaultSuite: [BenchmarkCase] = {
     let poolShapes = [[256, 2048, 7, 7], [64, 64, 7, 7], [32, 512, 14, 14], [8, 256, 56, 56], [2, 64, 224, 224]]
     var cases: [BenchmarkCase] = []
@@ -34,8 +39,10 @@ public struct BenchmarkCase: Sendable, Equatable {
     for shape in [[256, 2048, 1000], [1, 2048, 1000], [64, 64, 1], [1024, 1024, 1024]] {
       cases.append(BenchmarkCase(.dense, shape))
     }
-    cases.append(BenchmarkCase(.head, [1, 2048, 7, 7]))
-    cases.append(BenchmarkCase(.head, [256, 2048, 7, 7]))
+    for batch in [1, 256] {
+      cases.append(BenchmarkCase(.head, [batch, 2048, 7, 7]))
+      cases.append(BenchmarkCase(.headUnfused, [batch, 2048, 7, 7]))
+    }
     return cases
   }()
 
@@ -107,16 +114,20 @@ public enum Benchmark {
       bytes = Double(m * k + k * n + n + m * n) * 4
       flops = 2 * Double(m) * Double(k) * Double(n)
       call = { _ = try backend.dense(x, weight: w, bias: b, weightLayout: .inOut, activation: .none) }
-    case .head:
+    case .head, .headUnfused:
       let x = try TestData.uniform(testCase.shape, in: -1..<3, random: &random)
       let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
       let w = try TestData.uniform([geometry.channels, testCase.classes], in: -0.02..<0.02, random: &random)
       let b = try TestData.uniform([testCase.classes], in: -0.1..<0.1, random: &random)
       bytes = Double(x.count + w.count + b.count + geometry.batch * testCase.classes) * 4
       flops = 2 * Double(geometry.batch) * Double(geometry.channels) * Double(testCase.classes) + Double(x.count)
-      call = {
-        _ = try backend.head(x, layout: testCase.layout, weight: w, bias: b, weightLayout: .inOut, activation: .softmax)
-      }
+      call =
+        testCase.operation == .head
+        ? { _ = try backend.head(x, layout: testCase.layout, weight: w, bias: b, weightLayout: .inOut, activation: .softmax) }
+        : {
+          let pooled = try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false)
+          _ = try backend.dense(pooled, weight: w, bias: b, weightLayout: .inOut, activation: .softmax)
+        }
     }
     try call()  // warm-up
     var times: [Double] = []
@@ -135,7 +146,7 @@ public enum Benchmark {
     return BenchmarkResult(
       op: testCase.operation.rawValue, shape: testCase.shape,
       layout: testCase.operation == .dense ? nil : testCase.layout.rawValue,
-      classes: testCase.operation == .head ? testCase.classes : nil, backend: backend.kind.rawValue,
+      classes: testCase.operation.isHead ? testCase.classes : nil, backend: backend.kind.rawValue,
       device: backend.deviceName, median_s: median, min_s: times.min()!,
       kernel_median_s: kernelTimes.isEmpty ? nil : Self.median(kernelTimes), bytes: bytes, flops: flops,
       gbps: bytes / median / 1e9, gflops: flops.map { $0 / median / 1e9 }, repetitions: times.count)

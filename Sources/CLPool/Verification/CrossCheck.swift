@@ -10,33 +10,51 @@ public struct CheckOutcome: Sendable {
   public var passed: Bool { mismatch == nil }
 }
 
-/// SPEC.md's acceptance rules, shared by `clpool selftest` and the tests.
+/// SPEC.md's acceptance rules, shared by `clpool selftest` and the tests. Tolerances depend on
+/// the storage type: SPEC.md's for float32; float16 (float32 arithmetic) adds the one rounding of
+/// each output to half; float64 is held to float64 accuracy.
 public enum CrossCheck {
-  /// |out − ref| ≤ 4e-6 · mean|x| of each plane.
+  /// |out − ref| ≤ 4e-6 · mean|x| of each plane (float32 and float16; 1e-12 for float64).
   public static let poolTolerance = 4e-6
-  /// ‖out − ref‖ / ‖ref‖ ≤ 1e-5 (Frobenius).
+  /// ‖out − ref‖ / ‖ref‖ ≤ 1e-5 (Frobenius; 2e-3 for float16, 1e-12 for float64).
   public static let denseTolerance = 1e-5
 
+  public static func poolTolerance(_ type: ScalarType) -> Double { type == .float64 ? 1e-12 : poolTolerance }
+
+  public static func denseTolerance(_ type: ScalarType) -> Double {
+    switch type {
+    case .float16: return 2e-3  // outputs (and the head's pooled rows) rounded to half: 2^-11 each
+    case .float32: return denseTolerance
+    case .float64: return 1e-12
+    }
+  }
+
+  /// The relative error of storing a value in `type`, rounding to nearest (half an ulp). Added to
+  /// the pooling bound for float16, whose rounding is far above the sum's error.
+  static func storageRounding(_ type: ScalarType) -> Double { type == .float16 ? 0x1p-11 : 0 }
+
   /// Non-finite references (NaN, ±Inf) must be matched exactly.
-  public static func averagePool(
-    _ output: [Float], reference: (mean: [Double], meanAbs: [Double])
+  public static func averagePool<S: BinaryFloatingPoint>(
+    _ output: [S], reference: (mean: [Double], meanAbs: [Double]), type: ScalarType = .float32
   ) -> CheckOutcome {
-    var outcome = CheckOutcome(maxError: 0, tolerance: poolTolerance, mismatch: nil)
+    let tolerance = poolTolerance(type)
+    var outcome = CheckOutcome(maxError: 0, tolerance: tolerance, mismatch: nil)
     guard output.count == reference.mean.count else {
       outcome.mismatch = "\(output.count) outputs, expected \(reference.mean.count)"
       return outcome
     }
-    for (i, value) in output.enumerated() {
-      let expected = reference.mean[i]
+    for (i, stored) in output.enumerated() {
+      let (value, expected) = (Double(stored), reference.mean[i])
       let error: Double
       if !expected.isFinite || !value.isFinite {
-        error = sameNonFinite(Double(value), expected) ? 0 : .infinity
+        error = sameNonFinite(value, expected) ? 0 : .infinity
       } else {
-        let difference = abs(Double(value) - expected)
+        // The storage rounding is allowed on top, as a share of the plane's scale.
+        let difference = max(0, abs(value - expected) - storageRounding(type) * abs(expected))
         error = reference.meanAbs[i] > 0 ? difference / reference.meanAbs[i] : (difference == 0 ? 0 : .infinity)
       }
       outcome.maxError = max(outcome.maxError, error)
-      if outcome.mismatch == nil, !(error <= poolTolerance) {
+      if outcome.mismatch == nil, !(error <= tolerance) {
         outcome.mismatch = "plane \(i): got \(value), expected \(expected) (mean|x| \(reference.meanAbs[i]))"
       }
     }
@@ -45,8 +63,8 @@ public enum CrossCheck {
 
   /// Maxima are exact (a max is one of the inputs); indices, when given, must equal the
   /// reference's first-max index.
-  public static func maxPool(
-    _ output: [Float], indices: [Int64]?, reference: (values: [Double], indices: [Int64])
+  public static func maxPool<S: BinaryFloatingPoint>(
+    _ output: [S], indices: [Int64]?, reference: (values: [Double], indices: [Int64])
   ) -> CheckOutcome {
     var outcome = CheckOutcome(maxError: 0, tolerance: 0, mismatch: nil)
     guard output.count == reference.values.count,
@@ -90,29 +108,32 @@ public enum CrossCheck {
 
   /// Relative Frobenius error over the finite reference elements; an output is NaN exactly where
   /// the reference is.
-  public static func dense(_ output: [Float], reference: [Double]) -> CheckOutcome {
-    var outcome = CheckOutcome(maxError: 0, tolerance: denseTolerance, mismatch: nil)
+  public static func dense<S: BinaryFloatingPoint>(_ output: [S], reference: [Double], type: ScalarType = .float32)
+    -> CheckOutcome
+  {
+    let tolerance = denseTolerance(type)
+    var outcome = CheckOutcome(maxError: 0, tolerance: tolerance, mismatch: nil)
     guard output.count == reference.count else {
       outcome.mismatch = "\(output.count) outputs, expected \(reference.count)"
       return outcome
     }
     var differenceSquares = 0.0
     var referenceSquares = 0.0
-    for (i, value) in output.enumerated() {
-      let expected = reference[i]
+    for (i, stored) in output.enumerated() {
+      let (value, expected) = (Double(stored), reference[i])
       if !expected.isFinite || !value.isFinite {
-        if outcome.mismatch == nil, !sameNonFinite(Double(value), expected) {
+        if outcome.mismatch == nil, !sameNonFinite(value, expected) {
           outcome.mismatch = "element \(i): got \(value), expected \(expected)"
         }
         continue
       }
-      differenceSquares += (Double(value) - expected) * (Double(value) - expected)
+      differenceSquares += (value - expected) * (value - expected)
       referenceSquares += expected * expected
     }
     outcome.maxError =
       referenceSquares > 0
       ? (differenceSquares / referenceSquares).squareRoot() : differenceSquares.squareRoot()
-    if outcome.mismatch == nil, !(outcome.maxError <= denseTolerance) {
+    if outcome.mismatch == nil, !(outcome.maxError <= tolerance) {
       outcome.mismatch = "relative Frobenius error \(outcome.maxError)"
     }
     if outcome.mismatch != nil, outcome.maxError == 0 { outcome.maxError = .infinity }

@@ -5,8 +5,8 @@ import Foundation
 /// and sharing no code with the backends.
 public enum Float64Reference {
   /// Per (n, c) plane, in output order: the plane's values as Doubles via `body`.
-  private static func forEachPlane(
-    _ x: [Float], _ geometry: PoolGeometry, _ body: (_ plane: Int, _ values: [Double]) -> Void
+  private static func forEachPlane<S: BinaryFloatingPoint>(
+    _ x: [S], _ geometry: PoolGeometry, _ body: (_ plane: Int, _ values: [Double]) -> Void
   ) {
     var values = [Double](repeating: 0, count: geometry.spatialSize)
     forEachElement(geometry) { offset, plane, position in
@@ -15,21 +15,35 @@ public enum Float64Reference {
     }
   }
 
-  /// Plane means, and each plane's mean |x| (the scale SPEC.md's pooling tolerance uses).
-  public static func averagePool(_ x: [Float], _ geometry: PoolGeometry) -> (
+  /// Plane means, and each plane's mean |x| (the scale SPEC.md's pooling tolerance uses). The
+  /// sums are Neumaier-compensated, so the reference stays a few float64 ulps from exact even for
+  /// float64 inputs.
+  public static func averagePool<S: BinaryFloatingPoint>(_ x: [S], _ geometry: PoolGeometry) -> (
     mean: [Double], meanAbs: [Double]
   ) {
     var mean = [Double](repeating: 0, count: geometry.planes)
     var meanAbs = [Double](repeating: 0, count: geometry.planes)
     forEachPlane(x, geometry) { plane, values in
-      mean[plane] = values.reduce(0, +) / Double(values.count)
-      meanAbs[plane] = values.reduce(0) { $0 + abs($1) } / Double(values.count)
+      mean[plane] = accurateSum(values) / Double(values.count)
+      meanAbs[plane] = accurateSum(values.map(abs)) / Double(values.count)
     }
     return (mean, meanAbs)
   }
 
+  /// Neumaier's compensated sum; non-finite values propagate as in a plain sum.
+  static func accurateSum(_ values: [Double]) -> Double {
+    var sum = 0.0
+    var compensation = 0.0
+    for value in values {
+      let t = sum + value
+      compensation += abs(sum) >= abs(value) ? (sum - t) + value : (value - t) + sum
+      sum = t
+    }
+    return sum.isFinite ? sum + compensation : sum
+  }
+
   /// Plane maxima with the flat spatial index of the first maximum (of the first NaN if any).
-  public static func maxPool(_ x: [Float], _ geometry: PoolGeometry) -> (
+  public static func maxPool<S: BinaryFloatingPoint>(_ x: [S], _ geometry: PoolGeometry) -> (
     values: [Double], indices: [Int64]
   ) {
     var maxima = [Double](repeating: 0, count: geometry.planes)
@@ -48,8 +62,8 @@ public enum Float64Reference {
   }
 
   /// activation(x · W + b) in float64, W read in the given layout.
-  public static func dense(
-    _ x: [Double], _ weight: [Float], _ bias: [Float]?, _ geometry: DenseGeometry,
+  public static func dense<S: BinaryFloatingPoint>(
+    _ x: [Double], _ weight: [S], _ bias: [S]?, _ geometry: DenseGeometry,
     _ activation: Activation
   ) -> [Double] {
     let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
@@ -84,14 +98,14 @@ public enum Float64Reference {
   }
 
   /// dx = dz / S broadcast over each plane, in the input's layout.
-  public static func averagePoolBackward(_ dz: [Float], _ geometry: PoolGeometry) -> [Double] {
+  public static func averagePoolBackward<S: BinaryFloatingPoint>(_ dz: [S], _ geometry: PoolGeometry) -> [Double] {
     var dx = [Double](repeating: 0, count: geometry.planes * geometry.spatialSize)
     forEachElement(geometry) { offset, plane, _ in dx[offset] = Double(dz[plane]) / Double(geometry.spatialSize) }
     return dx
   }
 
   /// dz to each plane's first-maximum position, 0 elsewhere.
-  public static func maxPoolBackward(_ dz: [Float], indices: [Int64], _ geometry: PoolGeometry) -> [Double] {
+  public static func maxPoolBackward<S: BinaryFloatingPoint>(_ dz: [S], indices: [Int64], _ geometry: PoolGeometry) -> [Double] {
     var dx = [Double](repeating: 0, count: geometry.planes * geometry.spatialSize)
     forEachElement(geometry) { offset, plane, position in
       if Int64(position) == indices[plane] { dx[offset] = Double(dz[plane]) }
@@ -115,7 +129,7 @@ public enum Float64Reference {
   }
 
   /// dx = dy · Wᵀ, dW = xᵀ · dy (in the weight's layout), db = Σ_n dy, in float64.
-  public static func denseBackward(_ dy: [Float], _ x: [Float], _ weight: [Float], _ geometry: DenseGeometry)
+  public static func denseBackward<S: BinaryFloatingPoint>(_ dy: [S], _ x: [S], _ weight: [S], _ geometry: DenseGeometry)
     -> (input: [Double], weight: [Double], bias: [Double])
   {
     let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)

@@ -50,6 +50,32 @@ import Testing
     }
   }
 
+  /// The fused head over a batch the CPU pools and multiplies in several blocks (C = 4096 gives
+  /// 32-row blocks; 70 rows end in a partial one), with every activation, against the float64
+  /// reference and against the unfused two calls.
+  @Test func fusedHeadMatchesReferenceAcrossBlocks() throws {
+    var random = SplitMix64(seed: TestBackends.seed)
+    let x = try TestData.poolInput([70, 4096, 2, 3], layout: .channelsFirst, special: nil, random: &random)
+    let w = try TestData.uniform([10, 4096], in: -0.015..<0.015, random: &random)
+    let b = try TestData.uniform([10], in: -0.1..<0.1, random: &random)
+    let poolGeometry = try PoolGeometry(shape: x.shape, layout: .channelsFirst)
+    let denseGeometry = try DenseGeometry(input: [70, 4096], weight: w.shape, bias: b.shape, weightLayout: .outIn)
+    let pooled = Float64Reference.averagePool(x.scalars, poolGeometry).mean
+    for activation in Activation.allCases {
+      let reference = Float64Reference.dense(pooled, w.scalars, b.scalars, denseGeometry, activation)
+      for candidate in TestBackends.all {
+        let backend = candidate.backend
+        let fused = try backend.head(x, layout: .channelsFirst, weight: w, bias: b, weightLayout: .outIn, activation: activation)
+        let check = CrossCheck.dense(fused.scalars, reference: reference)
+        #expect(check.passed, "\(candidate.name) \(activation): \(check.mismatch ?? "")")
+        let unfused = try backend.dense(
+          try backend.globalAveragePool(x, layout: .channelsFirst, keepDims: false), weight: w, bias: b,
+          weightLayout: .outIn, activation: activation)
+        #expect(CrossCheck.dense(unfused.scalars, reference: reference).passed, "\(candidate.name) \(activation) unfused")
+      }
+    }
+  }
+
   /// The same input twice gives bitwise the same output on each backend.
   @Test func resultsAreDeterministic() throws {
     var random = SplitMix64(seed: TestBackends.seed)

@@ -1,0 +1,54 @@
+/*
+ * Storage precision of the whole program, chosen by the host at build time:
+ *   (default)        float storage, float arithmetic
+ *   -DSTORAGE_HALF   half storage, float arithmetic. Only vload_half / vstore_half touch the
+ *                    data, which are core OpenCL 1.2, so this needs no cl_khr_fp16 (which is about
+ *                    half *arithmetic*, never used here).
+ *   -DSTORAGE_DOUBLE double storage and arithmetic; needs cl_khr_fp64 (the host checks first).
+ *
+ * real       the element type of every buffer of data
+ * acc_t      the arithmetic type (acc2_t, acc4_t, acc8_t its vectors; mask8_t what comparing two
+ *            acc8_t gives)
+ * LOAD(i, p)   element i of p as acc_t;   LOAD8(i, p)  the i-th 8-element vector of p as acc8_t
+ * STORE(v, i, p)  p[i] = v, rounded to the nearest real (ties to even)
+ *
+ * Every kernel file includes this; the host puts it first in the program, so the include guard
+ * makes the #include lines there dead (a driver compiling a string cannot open files).
+ */
+#ifndef CLPOOL_STORAGE_H
+#define CLPOOL_STORAGE_H
+
+#if defined(STORAGE_DOUBLE)
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double real;
+typedef double acc_t;
+typedef double2 acc2_t;
+typedef double4 acc4_t;
+typedef double8 acc8_t;
+typedef long8 mask8_t;
+#define LOAD(i, p) ((acc_t)(p)[i])
+#define LOAD8(i, p) vload8((i), (p))
+#define STORE(v, i, p) ((p)[i] = (real)(v))
+#elif defined(STORAGE_HALF)
+typedef half real;
+typedef float acc_t;
+typedef float2 acc2_t;
+typedef float4 acc4_t;
+typedef float8 acc8_t;
+typedef int8 mask8_t;
+#define LOAD(i, p) vload_half((size_t)(i), (p))
+#define LOAD8(i, p) vload_half8((size_t)(i), (p))
+#define STORE(v, i, p) vstore_half_rte((v), (size_t)(i), (p))
+#else
+typedef float real;
+typedef float acc_t;
+typedef float2 acc2_t;
+typedef float4 acc4_t;
+typedef float8 acc8_t;
+typedef int8 mask8_t;
+#define LOAD(i, p) ((acc_t)(p)[i])
+#define LOAD8(i, p) vload8((i), (p))
+#define STORE(v, i, p) ((p)[i] = (real)(v))
+#endif
+
+#endif /* CLPOOL_STORAGE_H */

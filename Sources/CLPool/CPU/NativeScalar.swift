@@ -1,0 +1,75 @@
+#if canImport(Accelerate)
+  import Accelerate
+#else
+  import CBLAS
+#endif
+import Foundation
+
+/// A type the CPU backend computes in: float32 (for float16 and float32 storage) or float64.
+/// Its SIMD vectors drive the reductions (with positions in its mask's integer type, so a
+/// comparison's mask selects them); its BLAS routines the products.
+protocol NativeScalar: StorageScalar, SIMDScalar where SIMDMaskScalar.SIMDMaskScalar == SIMDMaskScalar {
+  /// Lane-wise a > b (false where either is NaN). A requirement, so that generic code reaches the
+  /// standard library's concrete comparison: its generic one compiles to a per-lane loop (30x
+  /// slower in the max reductions).
+  static func lanesGreater(_ a: SIMD8<Self>, _ b: SIMD8<Self>) -> SIMDMask<SIMD8<SIMDMaskScalar>>
+  static func exponential(_ x: Self) -> Self
+  /// Row-major C = A · op(B) + beta · C, A [m, k].
+  static func gemm(
+    transposeB: Bool, m: Int32, n: Int32, k: Int32, a: UnsafePointer<Self>, lda: Int32, b: UnsafePointer<Self>,
+    ldb: Int32, beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int32)
+  /// Row-major y = op(A) · x + beta · y, A [rows, columns].
+  static func gemv(
+    transpose: Bool, rows: Int32, columns: Int32, a: UnsafePointer<Self>, x: UnsafePointer<Self>, beta: Self,
+    y: UnsafeMutablePointer<Self>)
+}
+
+extension Float: NativeScalar {
+  @inline(__always) static func lanesGreater(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMDMask<SIMD8<Int32>> { a .> b }
+  static func exponential(_ x: Float) -> Float { Foundation.exp(x) }
+  static func gemm(
+    transposeB: Bool, m: Int32, n: Int32, k: Int32, a: UnsafePointer<Float>, lda: Int32, b: UnsafePointer<Float>,
+    ldb: Int32, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int32
+  ) {
+    cblas_sgemm(
+      CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+  }
+  static func gemv(
+    transpose: Bool, rows: Int32, columns: Int32, a: UnsafePointer<Float>, x: UnsafePointer<Float>, beta: Float,
+    y: UnsafeMutablePointer<Float>
+  ) {
+    cblas_sgemv(CblasRowMajor, transpose ? CblasTrans : CblasNoTrans, rows, columns, 1, a, columns, x, 1, beta, y, 1)
+  }
+}
+
+extension Double: NativeScalar {
+  @inline(__always) static func lanesGreater(_ a: SIMD8<Double>, _ b: SIMD8<Double>) -> SIMDMask<SIMD8<Int64>> { a .> b }
+  static func exponential(_ x: Double) -> Double { Foundation.exp(x) }
+  static func gemm(
+    transposeB: Bool, m: Int32, n: Int32, k: Int32, a: UnsafePointer<Double>, lda: Int32, b: UnsafePointer<Double>,
+    ldb: Int32, beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int32
+  ) {
+    cblas_dgemm(
+      CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+  }
+  static func gemv(
+    transpose: Bool, rows: Int32, columns: Int32, a: UnsafePointer<Double>, x: UnsafePointer<Double>, beta: Double,
+    y: UnsafeMutablePointer<Double>
+  ) {
+    cblas_dgemv(CblasRowMajor, transpose ? CblasTrans : CblasNoTrans, rows, columns, 1, a, columns, x, 1, beta, y, 1)
+  }
+}
+
+/// `values` as `T`: the same array (no copy) when S is T, else each element converted (rounded
+/// to nearest, ties to even, when narrowing).
+func converted<S: StorageScalar, T: StorageScalar>(_ values: [S], to _: T.Type) -> [T] {
+  if S.self == T.self { return unsafeBitCast(values, to: [T].self) }
+  // The float16 <-> float32 pair, concretely typed, so it does not go through generic dispatch.
+  if S.self == Float16.self, T.self == Float.self {
+    return unsafeBitCast(unsafeBitCast(values, to: [Float16].self).map(Float.init), to: [T].self)
+  }
+  if S.self == Float.self, T.self == Float16.self {
+    return unsafeBitCast(unsafeBitCast(values, to: [Float].self).map(Float16.init), to: [T].self)
+  }
+  return values.map { T($0) }
+}

@@ -37,3 +37,50 @@ import Testing
     #expect(text.contains("pool, dense and head match numpy") && text.contains("cam matches numpy"), "\(text)")
   }
 }
+
+/// The README's Swift examples compile against the library as built: every ```swift block of
+/// "Using the library", in order, inside one function whose parameters stand for the user's data.
+@Suite struct ReadmeSwiftExamplesTests {
+  @Test func librarySnippetsTypeCheck() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+    let start = try #require(readme.range(of: "## Using the library"))
+    let section = readme[start.upperBound...]
+    let end = section.range(of: "\n## ")?.lowerBound ?? section.endIndex
+    var blocks: [String] = []
+    var rest = section[..<end]
+    while let open = rest.range(of: "```swift\n"), let close = rest[open.upperBound...].range(of: "```") {
+      blocks.append(String(rest[open.upperBound..<close.lowerBound]))
+      rest = rest[close.upperBound...]
+    }
+    #expect(blocks.count >= 8, "expected the library section's examples, found \(blocks.count) blocks")
+    let body = blocks.joined(separator: "\n").replacingOccurrences(of: "import CLPool\n", with: "")
+    let source = """
+      import CLPool
+      func readmeExamples(
+        featureMaps: [Float], w: [Float], b: [Float], a: [Float], video: [Float], sample: Tensor, dz: Tensor, dy: Tensor
+      ) throws {
+      \(body)
+      }
+      """
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("clpool-readme-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let file = directory.appendingPathComponent("readme.swift")
+    try source.write(to: file, atomically: true, encoding: .utf8)
+    // The library's module sits next to clpool; its C modules' maps are in Sources/.
+    let modules = ClpoolRun.executable.deletingLastPathComponent().appendingPathComponent("Modules")
+    let compiler = Process()
+    compiler.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    compiler.arguments =
+      ["swiftc", "-typecheck", "-I", modules.path]
+      + ["COpenCL", "CBLAS", "CPNG"].flatMap { ["-I", root.appendingPathComponent("Sources/\($0)").path] } + [file.path]
+    let output = Pipe()
+    compiler.standardOutput = output
+    compiler.standardError = output
+    try compiler.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    compiler.waitUntilExit()
+    #expect(compiler.terminationStatus == 0, "README Swift examples do not compile:\n\(text)")
+  }
+}

@@ -10,8 +10,10 @@
  * device scratch buffer `pooled` [ceil(N / ROWS) * ROWS, C]; the [N, C] intermediate never
  * reaches the host. A barrier with a global-memory fence makes the rows visible to the whole
  * work-group (every work-group reads only rows it wrote, so no cross-group synchronisation is
- * needed). Phase 2: the work-items compute ROWS x 16 tiles of y from `pooled` and W, column
- * strips from g * 16 * local size on, stepping by the whole grid's width. When the grid has
+ * needed). Phase 2: the work-items compute the ROWS x 16 tiles of y from `pooled` and W, column
+ * strips from g * 16 * local size on, stepping by the whole grid's width. A partial last tile
+ * pools only its real rows (the tile reads the last one again for the rest); batches smaller
+ * than ROWS run head_avg_single_row, one row per work-group. When the grid has
  * several column groups (small batches, so every core has work), each group pools its rows
  * again: cheap next to the product, and it keeps one launch.
  *
@@ -22,6 +24,7 @@
  *
  * Launch: 2-D, global (G * L, ceil(N / ROWS)), local (L, 1), for G column groups of L
  * work-items; `pooled` holds at least ceil(N / ROWS) * ROWS * C elements.
+ * head_avg_single_row: the same with ROWS replaced by 1.
  */
 
 #ifndef CLPOOL_STORAGE_H
@@ -38,15 +41,18 @@ void dense_tile(__global const real *x, __global const real *w, __global const r
                 __global real *y, uint n_dim, uint k_dim, uint m_dim, int has_bias, int activation,
                 const uint rows, uint r0, uint m0);
 
-__kernel void head_avg(__global const real *x, __global const real *w,
-                       __global const real *bias, __global real *y, __global real *pooled,
-                       uint n_dim, uint channels, ulong spatial, uint m_dim, int has_bias,
-                       int activation, int channels_last) {
+/* The kernels' shared body: `rows` batch rows per work-group (a literal at each call site, so the
+ * tile unrolls into registers). */
+inline void head_rows(__global const real *x, __global const real *w, __global const real *bias,
+                      __global real *y, __global real *pooled, uint n_dim, uint channels,
+                      ulong spatial, uint m_dim, int has_bias, int activation, int channels_last,
+                      const uint rows) {
   uint lid = (uint)get_local_id(0), size = (uint)get_local_size(0);
-  uint r0 = (uint)get_group_id(1) * ROWS;
-  for (uint i = lid; i < ROWS * channels; i += size) {
+  uint r0 = (uint)get_group_id(1) * rows;
+  uint present = min(rows, n_dim - r0); /* the last tile may be partial: pool only real rows */
+  for (uint i = lid; i < present * channels; i += size) {
     uint r = i / channels, c = i % channels;
-    ulong n = min(r0 + r, n_dim - 1);
+    ulong n = r0 + r;
     acc_t sum = channels_last ? sum_strided(x + n * spatial * channels + c, spatial, channels)
                               : sum_contiguous(x + (n * channels + c) * spatial, spatial);
     STORE(sum / (acc_t)spatial, (ulong)(r0 + r) * channels + c, pooled);
@@ -54,5 +60,24 @@ __kernel void head_avg(__global const real *x, __global const real *w,
   barrier(CLK_GLOBAL_MEM_FENCE);
   uint strip_step = (uint)get_global_size(0) * 16;
   for (uint m0 = (uint)get_global_id(0) * 16; m0 < m_dim; m0 += strip_step)
-    dense_tile(pooled, w, bias, y, n_dim, channels, m_dim, has_bias, activation, ROWS, r0, m0);
+    dense_tile(pooled, w, bias, y, n_dim, channels, m_dim, has_bias, activation, rows, r0, m0);
+}
+
+__kernel void head_avg(__global const real *x, __global const real *w,
+                       __global const real *bias, __global real *y, __global real *pooled,
+                       uint n_dim, uint channels, ulong spatial, uint m_dim, int has_bias,
+                       int activation, int channels_last) {
+  head_rows(x, w, bias, y, pooled, n_dim, channels, spatial, m_dim, has_bias, activation,
+            channels_last, ROWS);
+}
+
+/* For batches smaller than ROWS: one row per work-group (grid dimension 1 is N), so no tile
+ * multiplies clamped duplicate rows. */
+__kernel void head_avg_single_row(__global const real *x, __global const real *w,
+                                  __global const real *bias, __global real *y,
+                                  __global real *pooled, uint n_dim, uint channels,
+                                  ulong spatial, uint m_dim, int has_bias, int activation,
+                                  int channels_last) {
+  head_rows(x, w, bias, y, pooled, n_dim, channels, spatial, m_dim, has_bias, activation,
+            channels_last, 1);
 }

@@ -16,6 +16,25 @@ extension Layout: ExpressibleByArgument {
   }
 }
 extension PoolOperation: ExpressibleByArgument {}
+extension ScalarType: ExpressibleByArgument {}
+
+/// `--dtype`, shared by pool, dense and head.
+struct StorageOptionGroup: ParsableArguments {
+  @Option(
+    help: ArgumentHelp(
+      "Storage type to compute in: float16 (float32 arithmetic, one rounding per output), float32, or float64 (on OpenCL, needs cl_khr_fp64).",
+      discussion: "Inputs are read from their .npy type into this one; the output is float32 (<f4) either way."))
+  var dtype: ScalarType = .float32
+
+  /// Calls `body` with the storage type as a static type.
+  func with<Result>(_ body: (any StorageScalar.Type) throws -> Result) rethrows -> Result {
+    switch dtype {
+    case .float16: return try body(Float16.self)
+    case .float32: return try body(Float.self)
+    case .float64: return try body(Double.self)
+    }
+  }
+}
 extension WeightLayout: ExpressibleByArgument {}
 extension Activation: ExpressibleByArgument {}
 
@@ -33,23 +52,39 @@ struct DenseOptionGroup: ParsableArguments {
   @Option(help: "none, relu, sigmoid or softmax.")
   var activation: Activation = .none
 
-  /// Reads the input, weight and bias, runs `compute` on the selected backend, writes the
-  /// result and reports: the whole of `clpool dense` and `clpool head` but the operation.
+  /// Reads the input, weight and bias in `storage`'s type, runs dense (`poolLayout` nil) or the
+  /// head on the selected backend, writes the result and reports: the whole of `clpool dense`
+  /// and `clpool head`.
   func run(
-    _ command: String, input: String, output: String, backendOptions: BackendOptionGroup, json: Bool,
-    _ compute: (any Backend, Tensor, Tensor, Tensor?) throws -> Tensor
+    _ command: String, input: String, output: String, poolLayout: Layout?, storage: StorageOptionGroup,
+    backendOptions: BackendOptionGroup, json: Bool
   ) throws {
-    let x = try readNPY(input)
-    let (weights, biases) = (try readNPY(weight), try bias.map(readNPY))
-    let backend = try backendOptions.selection().makeBackend()
-    let (y, seconds) = try timed { try compute(backend, x, weights, biases) }
-    try writeNPY(y, output)
-    try RunSummary(command, input: x, output: y, path: output, backend: backend, seconds: seconds).print(json: json)
+    func run<S: StorageScalar>(_ type: S.Type) throws {
+      let x = try readNPY(input, as: type)
+      let (weights, biases) = (try readNPY(weight, as: type), try bias.map { try readNPY($0, as: type) })
+      let backend = try backendOptions.selection().makeBackend()
+      try backend.checkSupport(S.scalarType)
+      let (y, seconds) = try timed {
+        guard let poolLayout else {
+          return try backend.dense(x, weight: weights, bias: biases, weightLayout: weightLayout, activation: activation)
+        }
+        return try backend.head(
+          x, layout: poolLayout, weight: weights, bias: biases, weightLayout: weightLayout, activation: activation)
+      }
+      try writeNPY(Tensor(converting: y), output)
+      try RunSummary(command, input: x.shape, output: y.shape, path: output, backend: backend, seconds: seconds)
+        .print(json: json)
+    }
+    try storage.with { try run($0) }
   }
 }
 
 func readNPY(_ path: String) throws -> Tensor {
   try NPY.readTensor(at: URL(fileURLWithPath: path))
+}
+
+func readNPY<S: StorageScalar>(_ path: String, as type: S.Type) throws -> TypedTensor<S> {
+  try NPY.readTensor(at: URL(fileURLWithPath: path), as: type)
 }
 
 func writeNPY(_ tensor: Tensor, _ path: String) throws {
@@ -66,10 +101,10 @@ struct RunSummary: Encodable {
   let device: String
   let seconds: Double
 
-  init(_ command: String, input: Tensor, output: Tensor, path: String, backend: any Backend, seconds: Double) {
+  init(_ command: String, input: [Int], output: [Int], path: String, backend: any Backend, seconds: Double) {
     self.command = command
-    inputShape = input.shape
-    outputShape = output.shape
+    inputShape = input
+    outputShape = output
     self.output = path
     self.backend = backend.kind.rawValue
     device = backend.deviceName
@@ -93,10 +128,15 @@ func timed<Result>(_ body: () throws -> Result) rethrows -> (Result, Double) {
 
 struct PoolCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "pool", abstract: "Global average or max pooling of a .npy feature-map array.")
+    commandName: "pool", abstract: "Global average or max pooling of .npy feature-map arrays.",
+    discussion: """
+      With several inputs, their spatial sizes may differ (a ragged batch): each is a batch
+      [N_i,C,spatial_i...] with the same C and layout, and the output is [sum of N_i, C], every
+      sample pooled over its own extent, in one launch.
+      """)
 
-  @Argument(help: "Input .npy, rank 3-5: [N,C,L], [N,C,H,W], [N,C,D,H,W] (or channels-last).")
-  var input: String
+  @Argument(help: "Input .npy, rank 3-5: [N,C,L], [N,C,H,W], [N,C,D,H,W] (or channels-last); several for a ragged batch.")
+  var inputs: [String]
 
   @Option(name: .shortAndLong, help: "Output .npy (float32).")
   var output: String
@@ -107,11 +147,13 @@ struct PoolCommand: ParsableCommand {
   @Option(help: "channels-first (nchw, ncl, ncdhw) or channels-last (nhwc, nlc, ndhwc).")
   var layout: Layout = .channelsFirst
 
-  @Flag(help: "Keep the spatial axes as 1s.")
+  @Flag(help: "Keep the spatial axes as 1s (one input only).")
   var keepdims = false
 
   @Option(help: "With --op max: also write the first-max flat spatial indices (int64 .npy).")
   var indices: String?
+
+  @OptionGroup var storage: StorageOptionGroup
 
   @OptionGroup var backendOptions: BackendOptionGroup
 
@@ -119,33 +161,79 @@ struct PoolCommand: ParsableCommand {
   var json = false
 
   func validate() throws {
+    if inputs.isEmpty { throw ValidationError("pool needs an input .npy") }
     if indices != nil && op != .max { throw ValidationError("--indices needs --op max") }
+    if keepdims && inputs.count > 1 { throw ValidationError("--keepdims needs a single input: a ragged batch has no common spatial shape") }
   }
 
   func run() throws {
-    let x = try readNPY(input)
+    try storage.with { try run($0) }
+  }
+
+  private func run<S: StorageScalar>(_ type: S.Type) throws {
+    let arrays = try inputs.map { try readNPY($0, as: type) }
     let backend = try backendOptions.selection().makeBackend()
-    let (result, seconds) = try timed { () -> MaxPoolResult in
-      switch op {
-      case .average:
+    try backend.checkSupport(S.scalarType)
+    let input: Pooled<S> = arrays.count == 1 ? .whole(arrays[0]) : .ragged(try raggedBatch(arrays))
+    let (result, seconds) = try timed { () -> MaxPoolResult<S> in
+      switch (op, input) {
+      case (.average, .whole(let x)):
         return MaxPoolResult(values: try backend.globalAveragePool(x, layout: layout, keepDims: keepdims), indices: nil)
-      case .max:
+      case (.max, .whole(let x)):
         return try backend.globalMaxPool(x, layout: layout, keepDims: keepdims, returnIndices: indices != nil)
+      case (.average, .ragged(let batch)):
+        return MaxPoolResult(values: try backend.globalAveragePool(batch), indices: nil)
+      case (.max, .ragged(let batch)):
+        return try backend.globalMaxPool(batch, returnIndices: indices != nil)
       }
     }
     // Indices first: if either write fails, nothing of this run is left behind (SPEC: indices
     // are [N, C] whatever --keepdims does to the values).
+    let pooledShape: [Int]  // [N, C]
+    switch input {
+    case .whole(let x): pooledShape = try PoolGeometry(shape: x.shape, layout: layout).outputShape(keepDims: false)
+    case .ragged(let batch): pooledShape = batch.outputShape
+    }
     if let indices, let values = result.indices {
-      let shape = try PoolGeometry(shape: x.shape, layout: layout).outputShape(keepDims: false)
-      try NPY.write(indices: values, shape: shape, to: URL(fileURLWithPath: indices))
+      try NPY.write(indices: values, shape: pooledShape, to: URL(fileURLWithPath: indices))
     }
     do {
-      try writeNPY(result.values, output)
+      try writeNPY(Tensor(converting: result.values), output)
     } catch {
       if let indices { try? FileManager.default.removeItem(atPath: indices) }
       throw error
     }
-    try RunSummary("pool", input: x, output: result.values, path: output, backend: backend, seconds: seconds).print(json: json)
+    // A ragged batch has no one input shape: the summary gives its [N, C].
+    try RunSummary(
+      "pool", input: arrays.count == 1 ? arrays[0].shape : pooledShape, output: result.values.shape, path: output,
+      backend: backend, seconds: seconds)
+      .print(json: json)
+  }
+
+  private enum Pooled<S: StorageScalar> {
+    case whole(TypedTensor<S>)
+    case ragged(RaggedBatch<S>)
+  }
+
+  private func channels<S: StorageScalar>(of x: TypedTensor<S>) -> Int {
+    (layout == .channelsFirst ? x.shape.dropFirst().first : x.shape.last) ?? 0
+  }
+
+  /// Every sample of every file, back to back: each file is a batch of one spatial shape.
+  private func raggedBatch<S: StorageScalar>(_ arrays: [TypedTensor<S>]) throws -> RaggedBatch<S> {
+    var extents: [[Int]] = []
+    for (path, array) in zip(inputs, arrays) {
+      do {
+        let geometry = try PoolGeometry(shape: array.shape, layout: layout)
+        guard geometry.channels == channels(of: arrays[0]) else {
+          throw CLPoolError.invalidShape("has \(geometry.channels) channels but \(inputs[0]) has \(channels(of: arrays[0]))")
+        }
+        extents += Array(repeating: geometry.spatialShape, count: geometry.batch)
+      } catch let error as CLPoolError {
+        throw CLPoolError.invalidInput("\(path): \(error.description)")
+      }
+    }
+    return try RaggedBatch(packed: arrays.flatMap(\.scalars), channels: channels(of: arrays[0]), extents: extents, layout: layout)
   }
 }
 
@@ -161,16 +249,16 @@ struct DenseCommand: ParsableCommand {
   @Option(name: .shortAndLong, help: "Output .npy (float32), [N,M].")
   var output: String
 
+  @OptionGroup var storage: StorageOptionGroup
+
   @OptionGroup var backendOptions: BackendOptionGroup
 
   @Flag(help: "Print a one-line JSON summary.")
   var json = false
 
   func run() throws {
-    try dense.run("dense", input: input, output: output, backendOptions: backendOptions, json: json) {
-      backend, x, weight, bias in
-      try backend.dense(x, weight: weight, bias: bias, weightLayout: dense.weightLayout, activation: dense.activation)
-    }
+    try dense.run(
+      "dense", input: input, output: output, poolLayout: nil, storage: storage, backendOptions: backendOptions, json: json)
   }
 }
 
@@ -189,17 +277,17 @@ struct HeadCommand: ParsableCommand {
   @Option(name: .shortAndLong, help: "Output .npy (float32), [N,M].")
   var output: String
 
+  @OptionGroup var storage: StorageOptionGroup
+
   @OptionGroup var backendOptions: BackendOptionGroup
 
   @Flag(help: "Print a one-line JSON summary.")
   var json = false
 
   func run() throws {
-    try dense.run("head", input: input, output: output, backendOptions: backendOptions, json: json) {
-      backend, x, weight, bias in
-      try backend.head(
-        x, layout: layout, weight: weight, bias: bias, weightLayout: dense.weightLayout, activation: dense.activation)
-    }
+    try dense.run(
+      "head", input: input, output: output, poolLayout: layout, storage: storage, backendOptions: backendOptions,
+      json: json)
   }
 }
 
@@ -271,6 +359,7 @@ struct CamCommand: ParsableCommand {
     } else {
       try writeNPY(map, output)
     }
-    try RunSummary("cam", input: features, output: map, path: output, backend: backend, seconds: seconds).print(json: json)
+    try RunSummary("cam", input: features.shape, output: map.shape, path: output, backend: backend, seconds: seconds)
+      .print(json: json)
   }
 }

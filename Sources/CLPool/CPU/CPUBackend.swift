@@ -307,9 +307,10 @@ public final class CPUBackend: Backend, @unchecked Sendable {
       to: S.self)
   }
 
-  /// Rows of the batch the fused head pools and multiplies at a time: their pooled rows (about
-  /// 512 KiB of float32) are still in cache when the product reads them.
-  static let headBlockElements = 1 << 17
+  /// Pooled elements per block of the fused head: 2 MiB of float32 (256 rows of ResNet-50's
+  /// 2048 channels), still in cache when the product reads them, and enough rows that the GEMM
+  /// runs at full speed (64-row blocks measured 15% slower than one call at N = 256).
+  static let headBlockElements = 1 << 19
 
   private func product<T: NativeScalar>(
     _ x: [T], _ weight: [T], _ bias: [T]?, pool: PoolGeometry?, _ geometry: DenseGeometry, _ activation: Activation

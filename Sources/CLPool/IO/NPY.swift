@@ -14,17 +14,31 @@ public enum NPY {
 
   /// Reads a floating-point array as float32.
   public static func readTensor(at url: URL) throws -> Tensor {
+    try readTensor(at: url, as: Float.self)
+  }
+
+  /// Reads a floating-point array in storage type S (rounded to nearest when S is narrower than
+  /// the file's type; float64 files are read into float64 without passing through float32).
+  public static func readTensor<S: StorageScalar>(at url: URL, as type: S.Type) throws -> TypedTensor<S> {
     let data: Data
     do {
       data = try Data(contentsOf: url)
     } catch {
       throw CLPoolError.invalidInput("\(url.path): cannot read (\(AtomicFile.reason(error)))")
     }
-    return try decodeTensor(data, name: url.path)
+    return try decodeTensor(data, name: url.path, as: type)
   }
 
-  /// Decodes the bytes of an `.npy` file; `name` appears in error messages.
+  /// Decodes the bytes of an `.npy` file as float32; `name` appears in error messages.
   public static func decodeTensor(_ data: Data, name: String) throws -> Tensor {
+    try decodeTensor(data, name: name, as: Float.self)
+  }
+
+  /// Decodes the bytes of an `.npy` file in storage type S. Elements are read as float32, or as
+  /// float64 for S = Double (both hold every float16 exactly), then stored as S.
+  public static func decodeTensor<S: StorageScalar>(_ data: Data, name: String, as _: S.Type) throws
+    -> TypedTensor<S>
+  {
     let bytes = [UInt8](data)
     // Header text is echoed in messages: escape control characters so a message stays one line.
     func fail(_ problem: String) -> CLPoolError {
@@ -77,20 +91,27 @@ public enum NPY {
           + "but \(bytes.count - dataStart) bytes of data follow")
     }
 
-    var values = [Float](repeating: 0, count: count)
-    bytes.withUnsafeBufferPointer { raw in
-      let base = UnsafeRawPointer(raw.baseAddress! + dataStart)
-      for i in 0..<count { values[i] = element.load(base, i) }
-    }
-    if header.fortranOrder && header.shape.count > 1 {
-      values = fortranToC(values, shape: header.shape)
-    }
-    return try Tensor(shape: header.shape, scalars: values)
+    let payload = bytes[dataStart...]
+    let values =
+      S.scalarType == .float64
+      ? converted(elements(payload, count, header, element.loadDouble), to: S.self)
+      : converted(elements(payload, count, header, element.load), to: S.self)
+    return try TypedTensor(shape: header.shape, scalars: values)
+  }
+
+  /// The payload's `count` elements in row-major order, each loaded by `load`. Called with
+  /// concrete T (float32 or float64), so the loop is specialised.
+  private static func elements<T>(
+    _ payload: ArraySlice<UInt8>, _ count: Int, _ header: Header, _ load: (UnsafeRawPointer, Int) -> T
+  ) -> [T] {
+    let values = payload.withUnsafeBytes { raw in (0..<count).map { load(raw.baseAddress!, $0) } }
+    return header.fortranOrder && header.shape.count > 1 ? fortranToC(values, shape: header.shape) : values
   }
 
   /// Column-major to row-major for any rank.
-  static func fortranToC(_ values: [Float], shape: [Int]) -> [Float] {
-    var result = [Float](repeating: 0, count: values.count)
+  static func fortranToC<T>(_ values: [T], shape: [Int]) -> [T] {
+    guard let first = values.first else { return values }
+    var result = [T](repeating: first, count: values.count)
     var fortranStrides = [Int](repeating: 1, count: shape.count)
     for axis in 1..<shape.count { fortranStrides[axis] = fortranStrides[axis - 1] * shape[axis - 1] }
     var index = [Int](repeating: 0, count: shape.count)
@@ -144,9 +165,16 @@ public enum NPY {
         let bits = base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)
         return Float(bitPattern: bigEndian ? bits.byteSwapped : bits)
       case .float64:
-        let bits = base.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)
-        return Float(Double(bitPattern: bigEndian ? bits.byteSwapped : bits))
+        return Float(loadDouble(base, i))
       }
+    }
+
+    /// Element i as float64 (exact for every type read).
+    @inline(__always)
+    func loadDouble(_ base: UnsafeRawPointer, _ i: Int) -> Double {
+      guard kind == .float64 else { return Double(load(base, i)) }
+      let bits = base.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)
+      return Double(bitPattern: bigEndian ? bits.byteSwapped : bits)
     }
   }
 

@@ -464,15 +464,17 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   ) throws -> CLBuffer {
     let program = try program(S.scalarType)
     let (n, c, m) = (geometry.rows, geometry.inputs, geometry.outputs)
-    let rowGroups = (n + Self.denseRows - 1) / Self.denseRows
+    // Batches smaller than a tile run one row per work-group, as dense does.
+    let rowsPerGroup = n < Self.denseRows ? 1 : Self.denseRows
+    let rowGroups = (n + rowsPerGroup - 1) / rowsPerGroup
     // Enough column groups that every compute unit has work even for a batch of one.
     let groupWidth = 16
     let columnGroups = max(
       1, min((m + 16 * groupWidth - 1) / (16 * groupWidth), (device.computeUnits * 4 + rowGroups - 1) / rowGroups))
     let y = try outputBuffer(S.self, count: n * m, escapes: escapes)
     let weightInOut = try inOutWeight(w, program, S.scalarType, geometry, &events)
-    let pooled = try reusableBuffer(.pooledRows, bytes: rowGroups * Self.denseRows * c * S.scalarType.byteWidth)
-    let kernel = try CLKernel(program: program, name: "head_avg")
+    let pooled = try reusableBuffer(.pooledRows, bytes: rowGroups * rowsPerGroup * c * S.scalarType.byteWidth)
+    let kernel = try CLKernel(program: program, name: rowsPerGroup == 1 ? "head_avg_single_row" : "head_avg")
     try kernel.setArguments([
       .buffer(x), .buffer(weightInOut), .buffer(b), .buffer(y), .buffer(pooled), .uint32(UInt32(n)),
       .uint32(UInt32(c)), .uint64(UInt64(pool.spatialSize)), .uint32(UInt32(m)), .int32(b == nil ? 0 : 1),

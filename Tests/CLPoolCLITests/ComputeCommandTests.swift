@@ -149,6 +149,69 @@ import Testing
     #expect((width, height) == (64, 48))
   }
 
+  /// Several inputs of different spatial sizes pool as one ragged batch: [sum of N_i, C], each
+  /// sample over its own extent, in either layout; a channel mismatch or --keepdims is refused.
+  @Test(arguments: backends)
+  func severalInputsPoolAsARaggedBatch(_ backend: String) throws {
+    let scratch = try Scratch()
+    var random = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
+    for layout in Layout.allCases {
+      var paths: [String] = []
+      var (mean, meanAbs, maxima, indices): ([Double], [Double], [Double], [Int64]) = ([], [], [], [])
+      for (i, shape) in [[2, 9, 3, 4], [1, 9, 7, 2], [3, 9, 1, 1]].enumerated() {
+        let x = try TestData.poolInput(shape, layout: layout, special: .forMax, random: &random)
+        paths.append(try scratch.save(x, "r\(i).npy"))
+        let geometry = try PoolGeometry(shape: x.shape, layout: layout)
+        let average = Float64Reference.averagePool(x.scalars, geometry), max = Float64Reference.maxPool(x.scalars, geometry)
+        (mean, meanAbs, maxima, indices) = (mean + average.mean, meanAbs + average.meanAbs, maxima + max.values, indices + max.indices)
+      }
+      let avg = try ClpoolRun.run(["pool"] + paths + ["-o", scratch.path("avg.npy"), "--layout", layout.rawValue, "--backend", backend])
+      #expect(avg.status == 0, "\(avg.stderr)")
+      let pooled = try scratch.load("avg.npy")
+      #expect(pooled.shape == [6, 9])
+      #expect(CrossCheck.averagePool(pooled.scalars, reference: (mean, meanAbs)).passed, "\(backend) \(layout)")
+      let max = try ClpoolRun.run(
+        ["pool"] + paths + ["-o", scratch.path("max.npy"), "--op", "max", "--indices", scratch.path("idx.npy"), "--layout", layout.rawValue, "--backend", backend])
+      #expect(max.status == 0, "\(max.stderr)")
+      let check = CrossCheck.maxPool(
+        try scratch.load("max.npy").scalars, indices: try Self.loadIndices(scratch.path("idx.npy")), reference: (maxima, indices))
+      #expect(check.passed, "\(backend) \(layout): \(check.mismatch ?? "")")
+    }
+    let other = try scratch.save(try TestData.uniform([1, 4, 2, 2], in: -1..<1, random: &random), "other.npy")
+    let before = try scratch.files()
+    let mismatch = try ClpoolRun.run(["pool", scratch.path("r0.npy"), other, "-o", scratch.path("bad.npy"), "--backend", backend])
+    #expect(mismatch.status == 2 && mismatch.stderr.contains("other.npy") && mismatch.stderr.contains("4 channels"), "\(mismatch.stderr)")
+    let keep = try ClpoolRun.run(["pool", scratch.path("r0.npy"), scratch.path("r1.npy"), "-o", scratch.path("bad.npy"), "--keepdims"])
+    #expect(keep.status == 2 && keep.stderr.contains("--keepdims"), "\(keep.stderr)")
+    #expect(try scratch.files() == before)
+  }
+
+  /// --dtype: float64 keeps what float32 sums lose; float16 rounds the inputs to half first.
+  @Test(arguments: backends)
+  func dtypeSelectsTheStorageType(_ backend: String) throws {
+    let scratch = try Scratch()
+    // One plane of float64 values [1e8, 1, -1e8]: float32 loses the 1 (mean 0), float64 keeps it.
+    var data = NPYTestBytes.file(descr: "<f8", shape: [1, 1, 3], bytes: 0)
+    for value in [1e8, 1.0, -1e8] { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+    try data.write(to: URL(fileURLWithPath: scratch.path("wide.npy")))
+    let wide = try ClpoolRun.run(["pool", scratch.path("wide.npy"), "-o", scratch.path("m64.npy"), "--dtype", "float64", "--backend", backend])
+    #expect(wide.status == 0, "\(wide.stderr)")
+    #expect(try scratch.load("m64.npy").scalars == [Float(1.0 / 3)], "\(backend)")
+    #expect(try ClpoolRun.run(["pool", scratch.path("wide.npy"), "-o", scratch.path("m32.npy"), "--backend", backend]).status == 0)
+    #expect(try scratch.load("m32.npy").scalars == [0], "\(backend): float32 should lose the 1 (else this test proves nothing)")
+    // 1 + 2^-12 is not a half: stored as float16 it is 1.
+    let narrow = try scratch.save(try Tensor(shape: [1, 2, 1], scalars: [1 + 0x1p-12, 1 + 0x1p-12]), "narrow.npy")
+    let half = try ClpoolRun.run(["pool", narrow, "-o", scratch.path("m16.npy"), "--dtype", "float16", "--backend", backend])
+    #expect(half.status == 0, "\(half.stderr)")
+    #expect(try scratch.load("m16.npy").scalars == [1, 1], "\(backend)")
+    let weight = try scratch.save(try Tensor(shape: [1, 1], scalars: [3]), "w.npy")
+    let head = try ClpoolRun.run(["head", scratch.path("wide.npy"), "--weight", weight, "-o", scratch.path("h64.npy"), "--dtype", "float64", "--backend", backend])
+    #expect(head.status == 0, "\(head.stderr)")
+    #expect(try scratch.load("h64.npy").scalars == [1], "\(backend)")
+    let bad = try ClpoolRun.run(["pool", narrow, "-o", scratch.path("x.npy"), "--dtype", "float128"])
+    #expect(bad.status == 2 && bad.stderr.contains("float16"), "\(bad.stderr)")
+  }
+
   /// Files written by numpy itself (float16 big-endian, Fortran-order float64), checked against
   /// numpy's own results.
   @Test func numpyFilesMatchNumpy() throws {

@@ -64,7 +64,7 @@ public struct TypedTensor<Scalar: StorageScalar>: Equatable, Sendable {
   /// The same values in another storage type (rounded to nearest, ties to even, when narrowing).
   public init<Other: StorageScalar>(converting other: TypedTensor<Other>) {
     shape = other.shape
-    scalars = other.scalars.map { Scalar($0) }
+    scalars = converted(other.scalars, to: Scalar.self)
   }
 
   public var rank: Int { shape.count }
@@ -111,4 +111,19 @@ extension TypedTensor {
   public static func describe(_ shape: [Int]) -> String {
     shape.isEmpty ? "scalar" : shape.map(String.init).joined(separator: "x")
   }
+}
+
+/// `values` as `T`: the same array (no copy) when S is T, else each element converted (rounded
+/// to nearest, ties to even, when narrowing).
+func converted<S: StorageScalar, T: StorageScalar>(_ values: [S], to _: T.Type) -> [T] {
+  if S.self == T.self { return unsafeBitCast(values, to: [T].self) }
+  // The float16 <-> float32 pair, concretely typed, so it does not go through generic dispatch.
+  if S.self == Float16.self, T.self == Float.self {
+    let halves = unsafeBitCast(values, to: [Float16].self)
+    return unsafeBitCast(halves.withUnsafeBufferPointer { HalfConversion.widen($0) }, to: [T].self)
+  }
+  if S.self == Float.self, T.self == Float16.self {
+    return unsafeBitCast(unsafeBitCast(values, to: [Float].self).map(Float16.init), to: [T].self)
+  }
+  return values.map { T($0) }
 }

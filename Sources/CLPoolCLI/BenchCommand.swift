@@ -27,6 +27,9 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "channels-first (nchw, ...) or channels-last (nhwc, ...).")
   var layout: Layout = .channelsFirst
 
+  @Option(help: "Storage type: float16 (float32 arithmetic), float32 or float64.")
+  var dtype: ScalarType = .float32
+
   @Option(help: "Minimum seconds of repetitions per case.")
   var minTime = 0.5
 
@@ -45,10 +48,15 @@ struct BenchCommand: ParsableCommand {
 
   private func cases() throws -> [BenchmarkCase] {
     guard let shape else {
-      return BenchmarkCase.defaultSuite.filter { op == nil || $0.operation == op }
+      return BenchmarkCase.defaultSuite.filter { op == nil || $0.operation == op }.map {
+        BenchmarkCase($0.operation, $0.shape, layout: $0.layout, classes: $0.classes, scalarType: dtype)
+      }
     }
     let operation = op ?? .avg
-    return [BenchmarkCase(operation, try BenchmarkCase.parseShape(shape, for: operation), layout: layout, classes: classes)]
+    return [
+      BenchmarkCase(
+        operation, try BenchmarkCase.parseShape(shape, for: operation), layout: layout, classes: classes, scalarType: dtype)
+    ]
   }
 
   func run() throws {
@@ -56,7 +64,7 @@ struct BenchCommand: ParsableCommand {
     let backends = try backendOptions.selection().makeAllBackends()
     var results: [BenchmarkResult] = []
     if !json {
-      print(row(["OP", "SHAPE", "LAYOUT", "BACKEND", "MEDIAN", "MIN", "KERNEL", "GB/s", "GFLOP/s", "REPS"]))
+      print(row(["OP", "SHAPE", "LAYOUT", "DTYPE", "BACKEND", "MEDIAN", "MIN", "KERNEL", "GB/s", "GFLOP/s", "REPS"]))
     }
     for testCase in cases {
       for backend in backends {
@@ -65,7 +73,7 @@ struct BenchCommand: ParsableCommand {
         if !json {
           print(row([
             result.op, Tensor.describe(result.shape), result.layout.map { $0 == "channels-first" ? "nc.." : "n..c" } ?? "-",
-            result.backend, milliseconds(result.median_s), milliseconds(result.min_s),
+            result.dtype, result.backend, milliseconds(result.median_s), milliseconds(result.min_s),
             result.kernel_median_s.map(milliseconds) ?? "-", String(format: "%.1f", result.gbps),
             result.gflops.map { String(format: "%.1f", $0) } ?? "-", "\(result.repetitions)",
           ]))
@@ -83,7 +91,7 @@ struct BenchCommand: ParsableCommand {
   private func milliseconds(_ seconds: Double) -> String { String(format: "%.3f ms", seconds * 1e3) }
 
   private func row(_ cells: [String]) -> String {
-    let widths = [5, 18, 6, 7, 11, 11, 11, 8, 8, 5]
+    let widths = [5, 18, 6, 7, 7, 11, 11, 11, 8, 8, 5]
     return zip(cells, widths).map { cell, width in
       cell.count >= width ? cell : cell + String(repeating: " ", count: width - cell.count)
     }.joined(separator: " ")

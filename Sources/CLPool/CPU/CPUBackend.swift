@@ -70,38 +70,88 @@ public final class CPUBackend: Backend, @unchecked Sendable {
   }
 
   /// Pools `samples` of x (each an offset and the geometry of what starts there: the whole
-  /// tensor, or one sample of a ragged batch) in S's arithmetic type. The branches call the
-  /// float32 / float64 code with static types, so it is specialised (an opened generic is ~50x
-  /// slower here).
+  /// tensor, or one sample of a ragged batch) in S's arithmetic type.
   private func pool<S: StorageScalar>(
     _ x: [S], _ samples: [(offset: Int, geometry: PoolGeometry)], average: Bool, returnIndices: Bool
   ) -> (values: [S], indices: [Int64]) {
-    if S.scalarType == .float64 {
-      let result = pool(converted(x, to: Double.self), samples, average: average, returnIndices: returnIndices)
-      return (converted(result.values, to: S.self), result.indices)
+    x.withUnsafeBufferPointer { buffer in
+      switch Source(buffer) {
+      case .float(let x):
+        let result = pool(x, samples, average: average, returnIndices: returnIndices)
+        return (converted(result.values, to: S.self), result.indices)
+      case .double(let x):
+        let result = pool(x, samples, average: average, returnIndices: returnIndices)
+        return (converted(result.values, to: S.self), result.indices)
+      case .half(let x):
+        let result = pool(x, samples, average: average, returnIndices: returnIndices)
+        return (converted(result.values, to: S.self), result.indices)
+      }
     }
-    let result = pool(converted(x, to: Float.self), samples, average: average, returnIndices: returnIndices)
-    return (converted(result.values, to: S.self), result.indices)
+  }
+
+  /// A typed input's elements with their static type, so each case reaches code specialised for
+  /// it (generic code opened on a type at run time ran ~50x slower here).
+  private enum Source {
+    case float(UnsafeBufferPointer<Float>)
+    case double(UnsafeBufferPointer<Double>)
+    case half(UnsafeBufferPointer<Float16>)
+
+    init<S: StorageScalar>(_ buffer: UnsafeBufferPointer<S>) {
+      let raw = UnsafeRawBufferPointer(buffer)
+      switch S.scalarType {
+      case .float32: self = .float(raw.assumingMemoryBound(to: Float.self))
+      case .float64: self = .double(raw.assumingMemoryBound(to: Double.self))
+      case .float16: self = .half(raw.assumingMemoryBound(to: Float16.self))
+      }
+    }
   }
 
   private func pool<T: NativeScalar>(
-    _ x: [T], _ samples: [(offset: Int, geometry: PoolGeometry)], average: Bool, returnIndices: Bool
+    _ x: UnsafeBufferPointer<T>, _ samples: [(offset: Int, geometry: PoolGeometry)], average: Bool, returnIndices: Bool
   ) -> (values: [T], indices: [Int64]) {
     var (values, indices): ([T], [Int64]) = ([], [])
-    x.withUnsafeBufferPointer { x in
-      for (offset, geometry) in samples {
-        let start = x.baseAddress.map { $0 + offset }
-        if average {
-          values += averagePool(start, geometry)
-        } else {
-          let sample = maxPool(start, geometry, returnIndices: returnIndices)
-          values += sample.values
-          indices += sample.indices
-        }
+    for (offset, geometry) in samples {
+      let start = x.baseAddress.map { $0 + offset }
+      if average {
+        values += averagePool(start, geometry)
+      } else {
+        let sample = maxPool(start, geometry, returnIndices: returnIndices)
+        values += sample.values
+        indices += sample.indices
       }
     }
     return (values, indices)
   }
+
+  /// float16 elements widened to float32 a few samples at a time, into one reused buffer of at
+  /// most `widenedElements` (or one sample), so no float32 copy of the whole input is made.
+  private func pool(
+    _ x: UnsafeBufferPointer<Float16>, _ samples: [(offset: Int, geometry: PoolGeometry)], average: Bool,
+    returnIndices: Bool
+  ) -> (values: [Float], indices: [Int64]) {
+    var (values, indices): ([Float], [Int64]) = ([], [])
+    for (offset, geometry) in samples where geometry.planes > 0 {
+      let sampleElements = geometry.channels * geometry.spatialSize
+      let perPart = max(1, CPUBackend.widenedElements / sampleElements)
+      var scratch = [Float](repeating: 0, count: min(geometry.batch, perPart) * sampleElements)
+      for first in stride(from: 0, to: geometry.batch, by: perPart) {
+        let count = min(perPart, geometry.batch - first)
+        var shape = geometry.shape
+        shape[0] = count
+        // Cannot fail: a non-empty prefix of a valid batch.
+        guard let part = try? PoolGeometry(shape: shape, layout: geometry.layout) else { continue }
+        let range = (offset + first * sampleElements)..<(offset + (first + count) * sampleElements)
+        scratch.withUnsafeMutableBufferPointer { HalfConversion.widen(UnsafeBufferPointer(rebasing: x[range]), into: $0) }
+        let result = scratch.withUnsafeBufferPointer { pool($0, [(0, part)], average: average, returnIndices: returnIndices) }
+        values += result.values
+        indices += result.indices
+      }
+    }
+    return (values, indices)
+  }
+
+  /// Most float32 elements a float16 input is widened into at once (4 MiB).
+  static let widenedElements = 1 << 20
 
   /// Plane means of the input at `x` laid out as `geometry` says (nil only when it is empty).
   private func averagePool<T: NativeScalar>(_ x: UnsafePointer<T>?, _ geometry: PoolGeometry) -> [T] {
@@ -286,25 +336,33 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     return try TypedTensor(shape: geometry.outputShape, scalars: values)
   }
 
-  /// dense (pool nil) or the fused head in S's arithmetic type, statically typed branches as in
-  /// `pool`.
+  /// dense (pool nil) or the fused head in S's arithmetic type: x through `Source`, so the
+  /// arithmetic is specialised; a float16 head pools through the widening `pool`.
   private func product<S: StorageScalar>(
     _ x: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, pool: PoolGeometry?,
     _ geometry: DenseGeometry, _ activation: Activation
   ) throws -> [S] {
     try CPUBackend.checkBLAS(geometry)
-    if S.scalarType == .float64 {
-      return converted(
-        try product(
-          converted(x.scalars, to: Double.self), converted(weight.scalars, to: Double.self),
-          bias.map { converted($0.scalars, to: Double.self) }, pool: pool, geometry, activation),
-        to: S.self)
+    return try x.scalars.withUnsafeBufferPointer { buffer in
+      switch Source(buffer) {
+      case .double(let x):
+        let (w, b) = (converted(weight.scalars, to: Double.self), bias.map { converted($0.scalars, to: Double.self) })
+        return converted(try product(x, w, b, pool: pool, geometry, activation), to: S.self)
+      case .float(let x):
+        let (w, b) = (converted(weight.scalars, to: Float.self), bias.map { converted($0.scalars, to: Float.self) })
+        return converted(try product(x, w, b, pool: pool, geometry, activation), to: S.self)
+      case .half(let halves):
+        let (w, b) = (converted(weight.scalars, to: Float.self), bias.map { converted($0.scalars, to: Float.self) })
+        guard let pool else {
+          let x = HalfConversion.widen(halves)
+          return converted(try x.withUnsafeBufferPointer { try product($0, w, b, pool: nil, geometry, activation) }, to: S.self)
+        }
+        let output = try head(w, b, pool, geometry, activation) { first, rows in
+          self.pool(halves, [(first * pool.channels * pool.spatialSize, rows)], average: true, returnIndices: false).values
+        }
+        return converted(output, to: S.self)
+      }
     }
-    return converted(
-      try product(
-        converted(x.scalars, to: Float.self), converted(weight.scalars, to: Float.self),
-        bias.map { converted($0.scalars, to: Float.self) }, pool: pool, geometry, activation),
-      to: S.self)
   }
 
   /// Pooled elements per block of the fused head: 2 MiB of float32 (256 rows of ResNet-50's
@@ -313,33 +371,41 @@ public final class CPUBackend: Backend, @unchecked Sendable {
   static let headBlockElements = 1 << 19
 
   private func product<T: NativeScalar>(
-    _ x: [T], _ weight: [T], _ bias: [T]?, pool: PoolGeometry?, _ geometry: DenseGeometry, _ activation: Activation
+    _ x: UnsafeBufferPointer<T>, _ weight: [T], _ bias: [T]?, pool: PoolGeometry?, _ geometry: DenseGeometry,
+    _ activation: Activation
+  ) throws -> [T] {
+    guard let pool else {
+      var output = outputBuffer(T.self, geometry.rows * geometry.outputs)
+      output.withUnsafeMutableBufferPointer { y in denseRows(x.baseAddress, weight, bias, geometry, activation, into: y) }
+      return output
+    }
+    return try head(weight, bias, pool, geometry, activation) { first, rows in
+      self.averagePool(x.baseAddress! + first * pool.channels * pool.spatialSize, rows)
+    }
+  }
+
+  /// The fused head's loop: blocks of rows pooled by `pooledRows(first row, the block's
+  /// geometry)` and multiplied straight away.
+  private func head<T: NativeScalar>(
+    _ weight: [T], _ bias: [T]?, _ pool: PoolGeometry, _ geometry: DenseGeometry, _ activation: Activation,
+    pooledRows: (_ first: Int, _ rows: PoolGeometry) throws -> [T]
   ) throws -> [T] {
     let (n, m) = (geometry.rows, geometry.outputs)
     var output = outputBuffer(T.self, n * m)
-    guard let pool else {
-      x.withUnsafeBufferPointer { x in
-        output.withUnsafeMutableBufferPointer { y in denseRows(x.baseAddress, weight, bias, geometry, activation, into: y) }
-      }
-      return output
-    }
     let blockRows = max(1, CPUBackend.headBlockElements / pool.channels)
-    let sampleElements = n == 0 ? 0 : x.count / n
-    try x.withUnsafeBufferPointer { x in
-      try output.withUnsafeMutableBufferPointer { y in
-        for first in stride(from: 0, to: n, by: blockRows) {
-          let rows = min(blockRows, n - first)
-          var shape = pool.shape
-          shape[0] = rows
-          let pooled = averagePool(x.baseAddress! + first * sampleElements, try PoolGeometry(shape: shape, layout: pool.layout))
-          let block = try DenseGeometry(
-            input: [rows, pool.channels], weight: geometry.weightLayout == .inOut ? [pool.channels, m] : [m, pool.channels],
-            bias: nil, weightLayout: geometry.weightLayout)
-          pooled.withUnsafeBufferPointer { pooledRows in
-            denseRows(
-              pooledRows.baseAddress, weight, bias, block, activation,
-              into: UnsafeMutableBufferPointer(rebasing: y[(first * m)..<((first + rows) * m)]))
-          }
+    try output.withUnsafeMutableBufferPointer { y in
+      for first in stride(from: 0, to: n, by: blockRows) {
+        let rows = min(blockRows, n - first)
+        var shape = pool.shape
+        shape[0] = rows
+        let pooled = try pooledRows(first, try PoolGeometry(shape: shape, layout: pool.layout))
+        let block = try DenseGeometry(
+          input: [rows, pool.channels], weight: geometry.weightLayout == .inOut ? [pool.channels, m] : [m, pool.channels],
+          bias: nil, weightLayout: geometry.weightLayout)
+        pooled.withUnsafeBufferPointer { pooledRows in
+          denseRows(
+            pooledRows.baseAddress, weight, bias, block, activation,
+            into: UnsafeMutableBufferPointer(rebasing: y[(first * m)..<((first + rows) * m)]))
         }
       }
     }

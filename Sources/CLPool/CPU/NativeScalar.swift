@@ -59,17 +59,3 @@ extension Double: NativeScalar {
     cblas_dgemv(CblasRowMajor, transpose ? CblasTrans : CblasNoTrans, rows, columns, 1, a, columns, x, 1, beta, y, 1)
   }
 }
-
-/// `values` as `T`: the same array (no copy) when S is T, else each element converted (rounded
-/// to nearest, ties to even, when narrowing).
-func converted<S: StorageScalar, T: StorageScalar>(_ values: [S], to _: T.Type) -> [T] {
-  if S.self == T.self { return unsafeBitCast(values, to: [T].self) }
-  // The float16 <-> float32 pair, concretely typed, so it does not go through generic dispatch.
-  if S.self == Float16.self, T.self == Float.self {
-    return unsafeBitCast(unsafeBitCast(values, to: [Float16].self).map(Float.init), to: [T].self)
-  }
-  if S.self == Float.self, T.self == Float16.self {
-    return unsafeBitCast(unsafeBitCast(values, to: [Float].self).map(Float16.init), to: [T].self)
-  }
-  return values.map { T($0) }
-}

@@ -160,7 +160,7 @@ public enum NPY {
       switch kind {
       case .float16:
         let bits = base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)
-        return NPY.floatFromHalf(bigEndian ? bits.byteSwapped : bits)
+        return HalfConversion.float(fromBits: bigEndian ? bits.byteSwapped : bits)
       case .float32:
         let bits = base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)
         return Float(bitPattern: bigEndian ? bits.byteSwapped : bits)
@@ -176,19 +176,6 @@ public enum NPY {
       let bits = base.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)
       return Double(bitPattern: bigEndian ? bits.byteSwapped : bits)
     }
-  }
-
-  /// IEEE 754 binary16 bits to float32 (exact: every half is a float).
-  static func floatFromHalf(_ bits: UInt16) -> Float {
-    let sign = UInt32(bits & 0x8000) << 16
-    let exponent = Int(bits >> 10) & 0x1F
-    let mantissa = UInt32(bits & 0x3FF)
-    if exponent == 0x1F { return Float(bitPattern: sign | 0x7F80_0000 | mantissa << 13) }  // Inf/NaN
-    if exponent == 0 {  // zero or subnormal: mantissa · 2^-24
-      let magnitude = Float(mantissa) * 0x1p-24
-      return sign != 0 ? -magnitude : magnitude
-    }
-    return Float(bitPattern: sign | UInt32(exponent + 112) << 23 | mantissa << 13)
   }
 
   /// The header dictionary: `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }`.

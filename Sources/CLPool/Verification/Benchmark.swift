@@ -17,12 +17,18 @@ public struct BenchmarkCase: Sendable, Equatable {
   public let layout: Layout
   /// The head's output width.
   public let classes: Int
+  /// The storage type of inputs and outputs.
+  public let scalarType: ScalarType
 
-  public init(_ operation: Operation, _ shape: [Int], layout: Layout = .channelsFirst, classes: Int = 1000) {
+  public init(
+    _ operation: Operation, _ shape: [Int], layout: Layout = .channelsFirst, classes: Int = 1000,
+    scalarType: ScalarType = .float32
+  ) {
     self.operation = operation
     self.shape = shape
     self.layout = layout
     self.classes = classes
+    self.scalarType = scalarType
   }
 
   /// The default suite: pooling on the ResNet/VGG-style shapes in both layouts, dense from batch-1
@@ -73,6 +79,8 @@ public struct BenchmarkResult: Encodable, Sendable {
   public let layout: String?
   /// Head only: the output width.
   public let classes: Int?
+  /// The storage type (float16, float32, float64).
+  public let dtype: String
   public let backend: String
   public let device: String
   public let median_s: Double
@@ -94,40 +102,12 @@ public enum Benchmark {
     _ testCase: BenchmarkCase, on backend: any Backend, minimumRepetitions: Int = 5,
     minimumSeconds: Double = 0.5
   ) throws -> BenchmarkResult {
-    var random = SplitMix64(seed: 0x5EED)
-    let call: () throws -> Void
-    let bytes: Double
-    var flops: Double?
-    switch testCase.operation {
-    case .avg, .max:
-      let x = try TestData.uniform(testCase.shape, in: -1..<3, random: &random)
-      let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
-      bytes = Double(x.count + geometry.planes) * 4
-      call = testCase.operation == .avg
-        ? { _ = try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false) }
-        : { _ = try backend.globalMaxPool(x, layout: testCase.layout, keepDims: false, returnIndices: false) }
-    case .dense:
-      let (m, k, n) = (testCase.shape[0], testCase.shape[1], testCase.shape[2])
-      let x = try TestData.uniform([m, k], in: -1..<1, random: &random)
-      let w = try TestData.uniform([k, n], in: -1..<1, random: &random)
-      let b = try TestData.uniform([n], in: -1..<1, random: &random)
-      bytes = Double(m * k + k * n + n + m * n) * 4
-      flops = 2 * Double(m) * Double(k) * Double(n)
-      call = { _ = try backend.dense(x, weight: w, bias: b, weightLayout: .inOut, activation: .none) }
-    case .head, .headUnfused:
-      let x = try TestData.uniform(testCase.shape, in: -1..<3, random: &random)
-      let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
-      let w = try TestData.uniform([geometry.channels, testCase.classes], in: -0.02..<0.02, random: &random)
-      let b = try TestData.uniform([testCase.classes], in: -0.1..<0.1, random: &random)
-      bytes = Double(x.count + w.count + b.count + geometry.batch * testCase.classes) * 4
-      flops = 2 * Double(geometry.batch) * Double(geometry.channels) * Double(testCase.classes) + Double(x.count)
-      call =
-        testCase.operation == .head
-        ? { _ = try backend.head(x, layout: testCase.layout, weight: w, bias: b, weightLayout: .inOut, activation: .softmax) }
-        : {
-          let pooled = try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false)
-          _ = try backend.dense(pooled, weight: w, bias: b, weightLayout: .inOut, activation: .softmax)
-        }
+    try backend.checkSupport(testCase.scalarType)
+    let (call, bytes, flops): (() throws -> Void, Double, Double?)
+    switch testCase.scalarType {
+    case .float16: (call, bytes, flops) = try prepare(testCase, Float16.self, on: backend)
+    case .float32: (call, bytes, flops) = try prepare(testCase, Float.self, on: backend)
+    case .float64: (call, bytes, flops) = try prepare(testCase, Double.self, on: backend)
     }
     try call()  // warm-up
     var times: [Double] = []
@@ -146,10 +126,58 @@ public enum Benchmark {
     return BenchmarkResult(
       op: testCase.operation.rawValue, shape: testCase.shape,
       layout: testCase.operation == .dense ? nil : testCase.layout.rawValue,
-      classes: testCase.operation.isHead ? testCase.classes : nil, backend: backend.kind.rawValue,
+      classes: testCase.operation.isHead ? testCase.classes : nil, dtype: testCase.scalarType.rawValue,
+      backend: backend.kind.rawValue,
       device: backend.deviceName, median_s: median, min_s: times.min()!,
       kernel_median_s: kernelTimes.isEmpty ? nil : Self.median(kernelTimes), bytes: bytes, flops: flops,
       gbps: bytes / median / 1e9, gflops: flops.map { $0 / median / 1e9 }, repetitions: times.count)
+  }
+
+  /// The case's inputs in storage type S, and the call to time with the bytes it moves and the
+  /// floating-point operations it does.
+  private static func prepare<S: StorageScalar>(_ testCase: BenchmarkCase, _: S.Type, on backend: any Backend) throws
+    -> (call: () throws -> Void, bytes: Double, flops: Double?)
+  {
+    var random = SplitMix64(seed: 0x5EED)
+    func uniform(_ shape: [Int], in range: Range<Float>) throws -> TypedTensor<S> {
+      TypedTensor(converting: try TestData.uniform(shape, in: range, random: &random))
+    }
+    let width = Double(S.scalarType.byteWidth)
+    let call: () throws -> Void
+    let bytes: Double
+    var flops: Double?
+    switch testCase.operation {
+    case .avg, .max:
+      let x = try uniform(testCase.shape, in: -1..<3)
+      let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
+      bytes = Double(x.count + geometry.planes) * width
+      call = testCase.operation == .avg
+        ? { _ = try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false) }
+        : { _ = try backend.globalMaxPool(x, layout: testCase.layout, keepDims: false, returnIndices: false) }
+    case .dense:
+      let (m, k, n) = (testCase.shape[0], testCase.shape[1], testCase.shape[2])
+      let x = try uniform([m, k], in: -1..<1)
+      let w = try uniform([k, n], in: -1..<1)
+      let b = try uniform([n], in: -1..<1)
+      bytes = Double(m * k + k * n + n + m * n) * width
+      flops = 2 * Double(m) * Double(k) * Double(n)
+      call = { _ = try backend.dense(x, weight: w, bias: b, weightLayout: .inOut, activation: .none) }
+    case .head, .headUnfused:
+      let x = try uniform(testCase.shape, in: -1..<3)
+      let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
+      let w = try uniform([geometry.channels, testCase.classes], in: -0.02..<0.02)
+      let b = try uniform([testCase.classes], in: -0.1..<0.1)
+      bytes = Double(x.count + w.count + b.count + geometry.batch * testCase.classes) * width
+      flops = 2 * Double(geometry.batch) * Double(geometry.channels) * Double(testCase.classes) + Double(x.count)
+      call =
+        testCase.operation == .head
+        ? { _ = try backend.head(x, layout: testCase.layout, weight: w, bias: b, weightLayout: .inOut, activation: .softmax) }
+        : {
+          let pooled = try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false)
+          _ = try backend.dense(pooled, weight: w, bias: b, weightLayout: .inOut, activation: .softmax)
+        }
+    }
+    return (call, bytes, flops)
   }
 
   static func median(_ values: [Double]) -> Double {

@@ -7,8 +7,9 @@ import Foundation
 
 /// A type the CPU backend computes in: float32 (for float16 and float32 storage) or float64.
 /// Its SIMD vectors drive the reductions (with positions in its mask's integer type, so a
-/// comparison's mask selects them); its BLAS routines the products.
-protocol NativeScalar: StorageScalar, SIMDScalar where SIMDMaskScalar.SIMDMaskScalar == SIMDMaskScalar {
+/// comparison's mask selects them); its BLAS routines the products. (Codable only because the
+/// compiler asks it of every protocol refining both BinaryFloatingPoint and SIMDScalar.)
+protocol NativeScalar: StorageScalar, SIMDScalar, Codable where SIMDMaskScalar.SIMDMaskScalar == SIMDMaskScalar {
   /// Lane-wise a > b (false where either is NaN). A requirement, so that generic code reaches the
   /// standard library's concrete comparison: its generic one compiles to a per-lane loop (30x
   /// slower in the max reductions).

@@ -38,7 +38,7 @@ struct StorageOptionGroup: ParsableArguments {
 extension WeightLayout: ExpressibleByArgument {}
 extension Activation: ExpressibleByArgument {}
 
-/// The dense-layer inputs shared by `dense` and `head`.
+/// The dense-layer inputs (and storage type) shared by `dense` and `head`.
 struct DenseOptionGroup: ParsableArguments {
   @Option(help: "Weight .npy: [K,M] with --weight-layout in-out, [M,K] with out-in.")
   var weight: String
@@ -52,12 +52,14 @@ struct DenseOptionGroup: ParsableArguments {
   @Option(help: "none, relu, sigmoid or softmax.")
   var activation: Activation = .none
 
+  @OptionGroup var storage: StorageOptionGroup
+
   /// Reads the input, weight and bias in `storage`'s type, runs dense (`poolLayout` nil) or the
   /// head on the selected backend, writes the result and reports: the whole of `clpool dense`
   /// and `clpool head`.
   func run(
-    _ command: String, input: String, output: String, poolLayout: Layout?, storage: StorageOptionGroup,
-    backendOptions: BackendOptionGroup, json: Bool
+    _ command: String, input: String, output: String, poolLayout: Layout?, backendOptions: BackendOptionGroup,
+    json: Bool
   ) throws {
     func run<S: StorageScalar>(_ type: S.Type) throws {
       let x = try readNPY(input, as: type)
@@ -249,16 +251,13 @@ struct DenseCommand: ParsableCommand {
   @Option(name: .shortAndLong, help: "Output .npy (float32), [N,M].")
   var output: String
 
-  @OptionGroup var storage: StorageOptionGroup
-
   @OptionGroup var backendOptions: BackendOptionGroup
 
   @Flag(help: "Print a one-line JSON summary.")
   var json = false
 
   func run() throws {
-    try dense.run(
-      "dense", input: input, output: output, poolLayout: nil, storage: storage, backendOptions: backendOptions, json: json)
+    try dense.run("dense", input: input, output: output, poolLayout: nil, backendOptions: backendOptions, json: json)
   }
 }
 
@@ -277,17 +276,13 @@ struct HeadCommand: ParsableCommand {
   @Option(name: .shortAndLong, help: "Output .npy (float32), [N,M].")
   var output: String
 
-  @OptionGroup var storage: StorageOptionGroup
-
   @OptionGroup var backendOptions: BackendOptionGroup
 
   @Flag(help: "Print a one-line JSON summary.")
   var json = false
 
   func run() throws {
-    try dense.run(
-      "head", input: input, output: output, poolLayout: layout, storage: storage, backendOptions: backendOptions,
-      json: json)
+    try dense.run("head", input: input, output: output, poolLayout: layout, backendOptions: backendOptions, json: json)
   }
 }
 

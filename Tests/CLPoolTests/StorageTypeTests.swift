@@ -113,3 +113,60 @@ extension Array where Element == Double {
   /// Equal bit patterns element by element (so NaN equals the same NaN, and -0 differs from 0).
   func elementsEqualBitwise(_ other: [Double]) -> Bool { map(\.bitPattern) == other.map(\.bitPattern) }
 }
+
+/// A backend without float64 (as an OpenCL device without cl_khr_fp64 is), to check that the
+/// selftest reports such a case as skipped, with the reason, and neither as passed nor failed.
+final class NoFloat64Backend: Backend, @unchecked Sendable {
+  let base = CPUBackend()
+  var kind: BackendKind { base.kind }
+  var deviceName: String { "no-float64 test double of \(base.deviceName)" }
+
+  func checkSupport(_ type: ScalarType) throws {
+    guard type != .float64 else { throw CLPoolError.unavailable("this test device does not report cl_khr_fp64") }
+  }
+  func globalAveragePool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout, keepDims: Bool) throws -> TypedTensor<S> {
+    try base.globalAveragePool(input, layout: layout, keepDims: keepDims)
+  }
+  func globalMaxPool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout, keepDims: Bool, returnIndices: Bool) throws
+    -> MaxPoolResult<S>
+  {
+    try base.globalMaxPool(input, layout: layout, keepDims: keepDims, returnIndices: returnIndices)
+  }
+  func globalAveragePool<S: StorageScalar>(_ batch: RaggedBatch<S>) throws -> TypedTensor<S> { try base.globalAveragePool(batch) }
+  func globalMaxPool<S: StorageScalar>(_ batch: RaggedBatch<S>, returnIndices: Bool) throws -> MaxPoolResult<S> {
+    try base.globalMaxPool(batch, returnIndices: returnIndices)
+  }
+  func dense<S: StorageScalar>(
+    _ input: TypedTensor<S>, weight: TypedTensor<S>, bias: TypedTensor<S>?, weightLayout: WeightLayout, activation: Activation
+  ) throws -> TypedTensor<S> {
+    try base.dense(input, weight: weight, bias: bias, weightLayout: weightLayout, activation: activation)
+  }
+  func head<S: StorageScalar>(
+    _ features: TypedTensor<S>, layout: Layout, weight: TypedTensor<S>, bias: TypedTensor<S>?, weightLayout: WeightLayout,
+    activation: Activation
+  ) throws -> TypedTensor<S> {
+    try base.head(features, layout: layout, weight: weight, bias: bias, weightLayout: weightLayout, activation: activation)
+  }
+  func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor {
+    try base.globalAveragePoolBackward(gradient, inputShape: inputShape, layout: layout)
+  }
+  func globalMaxPoolBackward(_ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout) throws -> Tensor {
+    try base.globalMaxPoolBackward(gradient, indices: indices, inputShape: inputShape, layout: layout)
+  }
+}
+
+@Suite struct SelfTestSkipTests {
+  @Test func missingTypeIsSkippedWithItsReason() throws {
+    let backend = NoFloat64Backend()
+    let cases = SelfTestCase.standard.filter { $0.scalarType != .float32 }
+    #expect(cases.contains { $0.scalarType == .float64 } && cases.contains { $0.scalarType == .float16 })
+    for testCase in cases {
+      let result = try PreparedSelfTest(testCase, seed: TestBackends.seed).run(on: backend)
+      if testCase.scalarType == .float64 {
+        #expect(result.skipped?.contains("cl_khr_fp64") == true && !result.passed && !result.failed, "\(testCase)")
+      } else {
+        #expect(result.skipped == nil && result.passed, "\(testCase): \(result.outcome.mismatch ?? "")")
+      }
+    }
+  }
+}

@@ -43,5 +43,33 @@ struct AllocationLimitTests {
       "\(error)".contains("dense weight 64x32 needs 8192 bytes, more than the allocation cap")
     }
     #expect(throws: CLPoolError.self) { try BackendSelection.resolve(environment: ["CLPOOL_MAX_ALLOC_BYTES": "lots"]) }
+    // A ragged batch is one buffer: refused whole, naming the limit.
+    let ragged = try RaggedBatch(samples: [try Tensor(shape: [2, 32, 32], repeating: 1), try Tensor(shape: [2, 9, 9], repeating: 1)])
+    #expect {
+      try capped.globalAveragePool(ragged)
+    } throws: { error in
+      "\(error)" == "ragged batch of 2 samples x 2 channels needs 8840 bytes, more than the allocation cap (CLPOOL_MAX_ALLOC_BYTES = 4096 bytes)"
+    }
+  }
+
+  /// The limit counts bytes of the storage type (under a 128 KiB cap: 5 float16 samples per part,
+  /// 2 float32, 1 float64), each result bitwise equal to the unsplit one.
+  @Test func typedPoolingSplitsByItsOwnWidth() throws {
+    let device = try #require(try OpenCLDevice.all().first)
+    let unlimited = try OpenCLBackend(device: device, options: TestBackends.options)
+    let capped = try OpenCLBackend(device: device, options: TestBackends.options, allocationCap: 128 * 1024)
+    var random = SplitMix64(seed: TestBackends.seed)
+    let x = try TestData.poolInput([7, 8, 40, 40], layout: .channelsLast, special: .forMax, random: &random)
+    func bits<S: StorageScalar>(_ tensor: TypedTensor<S>) -> [UInt64] { tensor.scalars.map { Double($0).bitPattern } }
+    func check<S: StorageScalar>(_: S.Type) throws {
+      let typed = TypedTensor<S>(converting: x)
+      let whole = try unlimited.globalMaxPool(typed, layout: .channelsLast, keepDims: false, returnIndices: true)
+      let parts = try capped.globalMaxPool(typed, layout: .channelsLast, keepDims: false, returnIndices: true)
+      #expect(bits(parts.values) == bits(whole.values) && parts.indices == whole.indices, "\(S.self)")  // NaN planes too
+      let mean = try unlimited.globalAveragePool(typed, layout: .channelsLast, keepDims: false)
+      #expect(bits(try capped.globalAveragePool(typed, layout: .channelsLast, keepDims: false)) == bits(mean), "\(S.self)")
+    }
+    try check(Float16.self)
+    if device.supportsFP64 { try check(Double.self) }
   }
 }

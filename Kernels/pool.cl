@@ -136,17 +136,6 @@ inline acc_t sum_strided(__global const real *p, ulong len, ulong stride) {
   return kahan_add(total, tail).x;
 }
 
-inline acc_t max_strided(__global const real *p, ulong len, ulong stride, long *out_index) {
-  acc_t best = LOAD(0, p);
-  long best_index = 0;
-  for (ulong i = 1; i < len; ++i) {
-    acc_t v = LOAD(i * stride, p);
-    if (max_is_better(v, (long)i, best, best_index)) { best = v; best_index = (long)i; }
-  }
-  *out_index = best_index;
-  return best;
-}
-
 /* The `lanes` (1..VEC) adjacent channels at p as one vector; lanes past the last repeat it.
  * (Built lane by lane: gathering into a private array and vload8-ing it crashed PoCL 3.1 with
  * half storage when work-items of one group took different branches here.) */

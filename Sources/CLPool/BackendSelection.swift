@@ -96,9 +96,13 @@ public struct BackendSelection: Equatable, Sendable {
   }
 
   /// The one backend to compute with.
-  /// - Parameter note: receives the one-line reason when `auto` falls back to the CPU.
+  /// - Parameters:
+  ///   - type: the storage type the caller will compute in: `auto` passes over devices without
+  ///     it; an explicit `opencl` device without it is an error naming the type.
+  ///   - note: receives the one-line reason when `auto` falls back to the CPU.
   public func makeBackend(
-    options: BackendOptions = BackendOptions(), note: (String) -> Void = BackendSelection.noteOnce
+    options: BackendOptions = BackendOptions(), requiring type: ScalarType = .float32,
+    note: (String) -> Void = BackendSelection.noteOnce
   ) throws -> any Backend {
     switch choice {
     case .cpu:
@@ -106,7 +110,13 @@ public struct BackendSelection: Equatable, Sendable {
       return CPUBackend(options: options)
     case .opencl:
       let devices = try matchingDevices()
-      return try openCLBackend(preferred(devices), options)
+      let backend = try openCLBackend(preferred(devices), options)
+      do {
+        try backend.checkSupport(type)
+      } catch {
+        throw CLPoolError.unavailable("\(type.rawValue) storage: \(error)")
+      }
+      return backend
     case .auto:
       do {
         let devices = try matchingDevices()
@@ -114,8 +124,10 @@ public struct BackendSelection: Equatable, Sendable {
         let candidates = device != nil ? devices : devices.filter(\.isAccelerator)
         for (position, candidate) in candidates.enumerated() {
           do {
+            let backend = try openCLBackend(candidate, options)
+            try backend.checkSupport(type)
             // Calls too small to pay for a launch run on the CPU (break-even measured here).
-            return try DispatchingBackend(device: try openCLBackend(candidate, options), cpu: CPUBackend(options: options))
+            return try DispatchingBackend(device: backend, cpu: CPUBackend(options: options))
           } catch {
             let next = position + 1 < candidates.count ? "trying the next device" : "using the CPU backend"
             note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable (\(Self.firstLine(error))); \(next)")

@@ -64,6 +64,12 @@ public struct RaggedBatch<Scalar: StorageScalar>: Sendable {
             "ragged sample \(n) (offset \(offset), \(sizes[n] * channels) elements) lies outside the packed buffer of \(packed.count) elements")
         }
       }
+      // Samples may overlap, but the output may not outgrow the input (N·C ≤ the buffer), so a
+      // few offsets cannot ask for an output larger than what the caller holds.
+      guard extents.count * channels <= packed.count else {
+        throw CLPoolError.invalidShape(
+          "\(extents.count) samples of \(channels) channels would pool into more elements than the packed buffer's \(packed.count)")
+      }
       starts = offsets
     } else {
       var next = 0
@@ -91,8 +97,9 @@ public struct RaggedBatch<Scalar: StorageScalar>: Sendable {
   /// [N, C].
   public var outputShape: [Int] { [count, channels] }
 
-  /// Sample n as a one-sample pooling geometry ([1, C, extent...] or [1, extent..., C]).
-  public func geometry(of n: Int) throws -> PoolGeometry {
+  /// Sample n (in 0..<count) as a one-sample pooling geometry ([1, C, extent...] or
+  /// [1, extent..., C]).
+  func geometry(of n: Int) throws -> PoolGeometry {
     let shape = layout == .channelsFirst ? [1, channels] + extents[n] : [1] + extents[n] + [channels]
     return try PoolGeometry(shape: shape, layout: layout)
   }

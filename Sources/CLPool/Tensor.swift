@@ -12,7 +12,8 @@ public enum ScalarType: String, CaseIterable, Sendable {
   }
 }
 
-/// A tensor element type: `Float16`, `Float` or `Double`.
+/// A tensor element type: `Float16`, `Float` or `Double`, the only conformances the library
+/// supports (backends read a tensor's storage as the `scalarType` it names).
 public protocol StorageScalar: BinaryFloatingPoint, Sendable, BitwiseCopyable
 where Self.RawSignificand: FixedWidthInteger {
   static var scalarType: ScalarType { get }

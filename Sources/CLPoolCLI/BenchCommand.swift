@@ -61,10 +61,20 @@ struct BenchCommand: ParsableCommand {
 
   func run() throws {
     let cases = try cases()
-    let backends = try backendOptions.selection().makeAllBackends()
+    let allBackends = try backendOptions.selection().makeAllBackends()
     var results: [BenchmarkResult] = []
     if !json {
       print(row(["OP", "SHAPE", "LAYOUT", "DTYPE", "BACKEND", "MEDIAN", "MIN", "KERNEL", "GB/s", "GFLOP/s", "REPS"]))
+    }
+    // A storage type a device lacks (float64 without cl_khr_fp64) skips that backend, saying why.
+    let backends = try allBackends.filter { backend in
+      do {
+        try backend.checkSupport(dtype)
+        return true
+      } catch let error as CLPoolError where !error.isUsageError {
+        FileHandle.standardError.write(Data("clpool: skipping \(backend.label) for --dtype \(dtype.rawValue): \(error)\n".utf8))
+        return false
+      }
     }
     for testCase in cases {
       for backend in backends {

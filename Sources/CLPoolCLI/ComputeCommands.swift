@@ -22,8 +22,8 @@ extension ScalarType: ExpressibleByArgument {}
 struct StorageOptionGroup: ParsableArguments {
   @Option(
     help: ArgumentHelp(
-      "Storage type to compute in: float16 (float32 arithmetic, one rounding per output), float32, or float64 (on OpenCL, needs cl_khr_fp64).",
-      discussion: "Inputs are read from their .npy type into this one; the output is float32 (<f4) either way."))
+      "Storage type to compute in: float16 (float32 arithmetic, half storage), float32, or float64 (on OpenCL, needs cl_khr_fp64).",
+      discussion: "Inputs are rounded once from their .npy type into this one (beyond ±65504 a float16 is ±Inf); the output is float32 (<f4) either way."))
   var dtype: ScalarType = .float32
 
   /// Calls `body` with the storage type as a static type.
@@ -64,8 +64,7 @@ struct DenseOptionGroup: ParsableArguments {
     func run<S: StorageScalar>(_ type: S.Type) throws {
       let x = try readNPY(input, as: type)
       let (weights, biases) = (try readNPY(weight, as: type), try bias.map { try readNPY($0, as: type) })
-      let backend = try backendOptions.selection().makeBackend()
-      try backend.checkSupport(S.scalarType)
+      let backend = try backendOptions.selection().makeBackend(requiring: S.scalarType)
       let (y, seconds) = try timed {
         guard let poolLayout else {
           return try backend.dense(x, weight: weights, bias: biases, weightLayout: weightLayout, activation: activation)
@@ -74,7 +73,7 @@ struct DenseOptionGroup: ParsableArguments {
           x, layout: poolLayout, weight: weights, bias: biases, weightLayout: weightLayout, activation: activation)
       }
       try writeNPY(Tensor(converting: y), output)
-      try RunSummary(command, input: x.shape, output: y.shape, path: output, backend: backend, seconds: seconds)
+      try RunSummary(command, inputs: [x.shape], output: y.shape, path: output, backend: backend, seconds: seconds)
         .print(json: json)
     }
     try storage.with { try run($0) }
@@ -96,16 +95,18 @@ func writeNPY(_ tensor: Tensor, _ path: String) throws {
 /// One line of JSON describing a finished command.
 struct RunSummary: Encodable {
   let command: String
-  let inputShape: [Int]
+  /// The input's shape; several inputs (a ragged `pool`) give `inputShapes` instead.
+  let inputShape: [Int]?
+  let inputShapes: [[Int]]?
   let outputShape: [Int]
   let output: String
   let backend: String
   let device: String
   let seconds: Double
 
-  init(_ command: String, input: [Int], output: [Int], path: String, backend: any Backend, seconds: Double) {
+  init(_ command: String, inputs: [[Int]], output: [Int], path: String, backend: any Backend, seconds: Double) {
     self.command = command
-    inputShape = input
+    (inputShape, inputShapes) = inputs.count == 1 ? (inputs[0], nil) : (nil, inputs)
     outputShape = output
     self.output = path
     self.backend = backend.kind.rawValue
@@ -174,8 +175,7 @@ struct PoolCommand: ParsableCommand {
 
   private func run<S: StorageScalar>(_ type: S.Type) throws {
     let arrays = try inputs.map { try readNPY($0, as: type) }
-    let backend = try backendOptions.selection().makeBackend()
-    try backend.checkSupport(S.scalarType)
+    let backend = try backendOptions.selection().makeBackend(requiring: S.scalarType)
     let input: Pooled<S> = arrays.count == 1 ? .whole(arrays[0]) : .ragged(try raggedBatch(arrays))
     let (result, seconds) = try timed { () -> MaxPoolResult<S> in
       switch (op, input) {
@@ -205,10 +205,7 @@ struct PoolCommand: ParsableCommand {
       if let indices { try? FileManager.default.removeItem(atPath: indices) }
       throw error
     }
-    // A ragged batch has no one input shape: the summary gives its [N, C].
-    try RunSummary(
-      "pool", input: arrays.count == 1 ? arrays[0].shape : pooledShape, output: result.values.shape, path: output,
-      backend: backend, seconds: seconds)
+    try RunSummary("pool", inputs: arrays.map(\.shape), output: result.values.shape, path: output, backend: backend, seconds: seconds)
       .print(json: json)
   }
 
@@ -217,25 +214,23 @@ struct PoolCommand: ParsableCommand {
     case ragged(RaggedBatch<S>)
   }
 
-  private func channels<S: StorageScalar>(of x: TypedTensor<S>) -> Int {
-    (layout == .channelsFirst ? x.shape.dropFirst().first : x.shape.last) ?? 0
-  }
-
   /// Every sample of every file, back to back: each file is a batch of one spatial shape.
   private func raggedBatch<S: StorageScalar>(_ arrays: [TypedTensor<S>]) throws -> RaggedBatch<S> {
     var extents: [[Int]] = []
+    var channels: Int?
     for (path, array) in zip(inputs, arrays) {
       do {
         let geometry = try PoolGeometry(shape: array.shape, layout: layout)
-        guard geometry.channels == channels(of: arrays[0]) else {
-          throw CLPoolError.invalidShape("has \(geometry.channels) channels but \(inputs[0]) has \(channels(of: arrays[0]))")
+        if let channels, geometry.channels != channels {
+          throw CLPoolError.invalidShape("has \(geometry.channels) channels but \(inputs[0]) has \(channels)")
         }
+        channels = geometry.channels
         extents += Array(repeating: geometry.spatialShape, count: geometry.batch)
       } catch let error as CLPoolError {
         throw CLPoolError.invalidInput("\(path): \(error.description)")
       }
     }
-    return try RaggedBatch(packed: arrays.flatMap(\.scalars), channels: channels(of: arrays[0]), extents: extents, layout: layout)
+    return try RaggedBatch(packed: arrays.flatMap(\.scalars), channels: channels ?? 0, extents: extents, layout: layout)
   }
 }
 
@@ -354,7 +349,7 @@ struct CamCommand: ParsableCommand {
     } else {
       try writeNPY(map, output)
     }
-    try RunSummary("cam", input: features.shape, output: map.shape, path: output, backend: backend, seconds: seconds)
+    try RunSummary("cam", inputs: [features.shape], output: map.shape, path: output, backend: backend, seconds: seconds)
       .print(json: json)
   }
 }

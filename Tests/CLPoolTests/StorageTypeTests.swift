@@ -49,6 +49,41 @@ import Testing
     #expect(abs(y.scalars[0] - exactSum) <= 1e-14 * exactSum, "\(candidate.name): \(y.scalars[0] - exactSum)")
   }
 
+  /// A float16 input larger than what the CPU widens at once (`CPUBackend.widenedElements`), so
+  /// it is pooled in parts, in both layouts, against the reference.
+  @Test(arguments: backends)
+  func largeFloat16InputsPoolInParts(_ candidate: BackendUnderTest) throws {
+    var random = SplitMix64(seed: TestBackends.seed)
+    for layout in Layout.allCases {
+      let x = TypedTensor<Float16>(
+        converting: try TestData.poolInput([3, 512, 30, 30], layout: layout, special: .forMax, random: &random))
+      #expect(x.count > CPUBackend.widenedElements && x.count / 3 < CPUBackend.widenedElements)
+      let geometry = try PoolGeometry(shape: x.shape, layout: layout)
+      let values = x.scalars.map(Double.init)
+      let mean = try candidate.backend.globalAveragePool(x, layout: layout, keepDims: false)
+      let meanCheck = CrossCheck.averagePool(mean.scalars, reference: Float64Reference.averagePool(values, geometry), type: .float16)
+      #expect(meanCheck.passed, "\(candidate.name) \(layout): \(meanCheck.mismatch ?? "")")
+      let max = try candidate.backend.globalMaxPool(x, layout: layout, keepDims: false, returnIndices: true)
+      let maxCheck = CrossCheck.maxPool(max.values.scalars, indices: max.indices, reference: Float64Reference.maxPool(values, geometry))
+      #expect(maxCheck.passed, "\(candidate.name) \(layout): \(maxCheck.mismatch ?? "")")
+    }
+  }
+
+  /// Calls of different storage types reuse one backend's buffers: poisoning fills only what
+  /// each call writes (a float16 call may leave a buffer whose size is no multiple of 4 or 8).
+  @Test(arguments: backends)
+  func typesShareReusedBuffers(_ candidate: BackendUnderTest) throws {
+    let backend = candidate.backend
+    let halves = try TypedTensor<Float16>(shape: [1, 3, 2], scalars: [1, 2, 3, 4, 5, 6])
+    #expect(try backend.globalAveragePool(halves, layout: .channelsFirst).scalars == [1.5, 3.5, 5.5])
+    #expect(try backend.globalAveragePool(try Tensor(shape: [1, 1, 2], scalars: [1, 2]), layout: .channelsFirst).scalars == [1.5])
+    let five = try TypedTensor<Float16>(shape: [1, 5, 1], scalars: [1, 2, 3, 4, 5])
+    #expect(try backend.globalMaxPool(five, layout: .channelsFirst).scalars == [1, 2, 3, 4, 5])
+    if (try? backend.checkSupport(.float64)) != nil {
+      #expect(try backend.globalAveragePool(try TypedTensor<Double>(shape: [1, 1, 2], scalars: [1, 2]), layout: .channelsFirst).scalars == [1.5])
+    }
+  }
+
   /// What each backend says it supports matches the device: the CPU everything, OpenCL float16
   /// everywhere (storage only, through vload_half) and float64 exactly where cl_khr_fp64 is.
   @Test(arguments: backends)

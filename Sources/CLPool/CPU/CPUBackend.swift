@@ -151,7 +151,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
   }
 
   /// Most float32 elements a float16 input is widened into at once (4 MiB).
-  static let widenedElements = 1 << 20
+  public static let widenedElements = 1 << 20
 
   /// Plane means of the input at `x` laid out as `geometry` says (nil only when it is empty).
   private func averagePool<T: NativeScalar>(_ x: UnsafePointer<T>?, _ geometry: PoolGeometry) -> [T] {
@@ -368,7 +368,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
   /// Pooled elements per block of the fused head: 2 MiB of float32 (256 rows of ResNet-50's
   /// 2048 channels), still in cache when the product reads them, and enough rows that the GEMM
   /// runs at full speed (64-row blocks measured 15% slower than one call at N = 256).
-  static let headBlockElements = 1 << 19
+  public static let headBlockElements = 1 << 19
 
   private func product<T: NativeScalar>(
     _ x: UnsafeBufferPointer<T>, _ weight: [T], _ bias: [T]?, pool: PoolGeometry?, _ geometry: DenseGeometry,

@@ -34,8 +34,8 @@ public enum NPY {
     try decodeTensor(data, name: name, as: Float.self)
   }
 
-  /// Decodes the bytes of an `.npy` file in storage type S. Elements are read as float32, or as
-  /// float64 for S = Double (both hold every float16 exactly), then stored as S.
+  /// Decodes the bytes of an `.npy` file in storage type S, each element rounded once (to nearest,
+  /// ties to even) when S is narrower than the file's type.
   public static func decodeTensor<S: StorageScalar>(_ data: Data, name: String, as _: S.Type) throws
     -> TypedTensor<S>
   {
@@ -92,8 +92,11 @@ public enum NPY {
     }
 
     let payload = bytes[dataStart...]
+    // Through float64 when that is the target or the file's type and the target is narrower than
+    // float32 (else float64 → float32 → float16 would round twice).
+    let throughDouble = S.scalarType == .float64 || (S.scalarType == .float16 && element.kind == .float64)
     let values =
-      S.scalarType == .float64
+      throughDouble
       ? converted(elements(payload, count, header, element.loadDouble), to: S.self)
       : converted(elements(payload, count, header, element.load), to: S.self)
     return try TypedTensor(shape: header.shape, scalars: values)

@@ -88,11 +88,12 @@ final class CLQueue {
   }
 
   /// Fills the whole buffer with a repeated pattern (4 or 8 bytes).
-  func fill<Pattern: BitwiseCopyable>(_ buffer: CLBuffer, with pattern: Pattern) throws {
+  /// Fills the first `bytes` of `buffer` (a multiple of the pattern's size) with `pattern`.
+  func fill<Pattern: BitwiseCopyable>(_ buffer: CLBuffer, with pattern: Pattern, bytes: Int) throws {
     var value = pattern
     try check(
       clEnqueueFillBuffer(
-        raw, buffer.raw, &value, MemoryLayout<Pattern>.size, 0, buffer.bytes, 0, nil, nil),
+        raw, buffer.raw, &value, MemoryLayout<Pattern>.size, 0, bytes, 0, nil, nil),
       "clEnqueueFillBuffer")
   }
 

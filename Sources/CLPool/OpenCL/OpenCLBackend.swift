@@ -23,7 +23,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   public let kind = BackendKind.opencl
   public let device: OpenCLDevice
   public var deviceName: String { device.description }
-  /// The kernel family actually used (`.automatic` resolved).
+  /// The kernel family actually used for float32 (`.automatic` resolved); other storage types
+  /// fall back to `.workItem` on a device that cannot run their work-group kernels.
   public let kernelVariant: KernelVariant
   /// The largest buffer this backend allocates: the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE, or a
   /// lower cap. Pooling inputs above it run in parts; other requests above it are refused.
@@ -37,8 +38,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private let buildOptions: String
   private let lock = NSLock()  // serialises calls; guards `lastEvents`, `reusable`, `programs`
   /// The program per storage type (Kernels/storage.h): float32 built by `init`, the others on
-  /// first use.
+  /// first use; and the kernel family each uses.
   private var programs: [ScalarType: CLProgram] = [:]
+  private var variants: [ScalarType: KernelVariant] = [:]
   private var lastEvents: [CLEvent] = []
   private var reusable: [BufferRole: CLBuffer] = [:]
 
@@ -75,17 +77,32 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let program = try cache.program(
       source: KernelSource.program, options: self.buildOptions, device: device, context: context)
     programs = [.float32: program]
-    // A GPU whose registers cannot hold WG_SIZE work-items of the tree kernel falls back to loops.
-    let treeKernel = try CLKernel(program: program, name: "gmp_rows_wg")
-    var treeLimit = 0
-    try check(
-      clGetKernelWorkGroupInfo(
-        treeKernel.raw, device.handles.device, cl_kernel_work_group_info(CL_KERNEL_WORK_GROUP_SIZE),
-        MemoryLayout<Int>.size, &treeLimit, nil),
-      "clGetKernelWorkGroupInfo(gmp_rows_wg)")
     workGroupSize = groupSize
     let wanted = kernelVariant == .automatic ? (device.isAccelerator ? .workGroup : .workItem) : kernelVariant
-    self.kernelVariant = wanted == .workGroup && treeLimit < groupSize ? .workItem : wanted
+    self.kernelVariant = try Self.usableVariant(wanted, program, device, groupSize)
+    variants = [.float32: self.kernelVariant]
+  }
+
+  /// `wanted`, unless it is `.workGroup` and the device cannot run this program's work-group
+  /// kernels at their sizes (a GPU whose registers do not hold as many work-items, which depends
+  /// on the storage type): then the per-work-item loops.
+  private static func usableVariant(
+    _ wanted: KernelVariant, _ program: CLProgram, _ device: OpenCLDevice, _ groupSize: Int
+  ) throws -> KernelVariant {
+    guard wanted == .workGroup else { return wanted }
+    for (name, size) in [("gap_rows_wg", groupSize), ("gmp_rows_wg", groupSize), ("dense_in_out_tiled", 256)] {
+      var limit = 0
+      let kernel = try CLKernel(program: program, name: name)
+      try withExtendedLifetime(kernel) {
+        try check(
+          clGetKernelWorkGroupInfo(
+            kernel.raw, device.handles.device, cl_kernel_work_group_info(CL_KERNEL_WORK_GROUP_SIZE),
+            MemoryLayout<Int>.size, &limit, nil),
+          "clGetKernelWorkGroupInfo(\(name))")
+      }
+      if limit < size { return .workItem }
+    }
+    return .workGroup
   }
 
   /// float16 storage runs everywhere: the kernels touch it only through vload_half /
@@ -105,6 +122,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let define = type == .float16 ? "-DSTORAGE_HALF" : "-DSTORAGE_DOUBLE"
     let program = try cache.program(
       source: KernelSource.program, options: "\(define) \(buildOptions)", device: device, context: context)
+    variants[type] = try Self.usableVariant(kernelVariant, program, device, workGroupSize)
     programs[type] = program
     return program
   }
@@ -130,13 +148,15 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let chunking: Chunking
   }
 
-  /// - Parameter batch: the batch the plan is for: the whole call's, also when the call runs in
-  ///   parts (an allocation limit), so every plane is chunked, and so summed, the same way.
-  func plan(_ geometry: PoolGeometry, batch: Int) -> PoolPlan {
+  /// - Parameters:
+  ///   - batch: the batch the plan is for: the whole call's, also when the call runs in parts (an
+  ///     allocation limit), so every plane is chunked, and so summed, the same way.
+  ///   - variant: the storage type's kernel family.
+  func plan(_ geometry: PoolGeometry, batch: Int, variant: KernelVariant) -> PoolPlan {
     let units = max(1, device.computeUnits)
     let spatial = geometry.spatialSize
     let planes = batch * geometry.channels
-    switch (geometry.layout, kernelVariant) {
+    switch (geometry.layout, variant) {
     case (.channelsLast, _):
       let items = batch * ((geometry.channels + 7) / 8)
       let target = units * (device.isAccelerator ? 2048 : 64)
@@ -225,9 +245,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     returnIndices: Bool, escapes: Bool = false, _ events: inout [CLEvent]
   ) throws -> (values: CLBuffer, indices: CLBuffer?) {
     let planes = geometry.planes
-    let plan = plan(geometry, batch: planningBatch ?? geometry.batch)
-    let chunks = plan.chunking.chunks
     let program = try program(S.scalarType)
+    let plan = plan(geometry, batch: planningBatch ?? geometry.batch, variant: variants[S.scalarType] ?? .workItem)
+    let chunks = plan.chunking.chunks
     let output = try outputBuffer(S.self, count: planes, escapes: escapes)
     let outputIndices = returnIndices ? try indexBuffer(count: planes) : nil
     // With one chunk, pass 1 writes the final values; otherwise partials, folded by pass 2:
@@ -311,6 +331,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     guard n * c > 0 else { return (values, indices) }
     try checkAllocation(
       batch.scalars.count * S.scalarType.byteWidth, what: "ragged batch of \(n) samples x \(c) channels")
+    try checkAllocation(n * c * 8, what: "ragged pooling output of \(n) samples x \(c) channels")
     let offsets = batch.offsets.map { UInt64($0) }
     let spatialSizes = batch.spatialSizes.map { UInt64($0) }
     try lock.withLock {
@@ -433,7 +454,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     // Batches smaller than a tile run one row per work-item (GEMV) instead of padding the tile.
     let singleRow = n < Self.denseRows
     // Work-group variant: 64 x 64 output tiles through local memory (the GPU way).
-    let tiled = !singleRow && kernelVariant == .workGroup && device.maxWorkGroupSize >= 256
+    let tiled = !singleRow && variants[S.scalarType] == .workGroup && device.maxWorkGroupSize >= 256
     let name = singleRow ? "dense_in_out_single_row" : tiled ? "dense_in_out_tiled" : "dense_in_out"
     let kernel = try CLKernel(program: program, name: name)
     try kernel.setArguments([
@@ -669,13 +690,14 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private func outputBuffer<S: StorageScalar>(_: S.Type, count: Int, escapes: Bool = false) throws -> CLBuffer {
     let bytes = count * S.scalarType.byteWidth
     let buffer = escapes ? try freshBuffer(bytes: bytes) : try reusableBuffer(.output, bytes: bytes)
-    if options.poisonOutputs { try queue.fill(buffer, with: S.poison) }
+    // Only what this call writes: a reused buffer may be any size, left by a call of another type.
+    if options.poisonOutputs { try queue.fill(buffer, with: S.poison, bytes: bytes) }
     return buffer
   }
 
   private func indexBuffer(count: Int) throws -> CLBuffer {
     let buffer = try reusableBuffer(.outputIndices, bytes: count * 8)
-    if options.poisonOutputs { try queue.fill(buffer, with: BackendOptions.poisonIndex) }
+    if options.poisonOutputs { try queue.fill(buffer, with: BackendOptions.poisonIndex, bytes: count * 8) }
     return buffer
   }
 

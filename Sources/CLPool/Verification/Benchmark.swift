@@ -103,24 +103,23 @@ public enum Benchmark {
     minimumSeconds: Double = 0.5
   ) throws -> BenchmarkResult {
     try backend.checkSupport(testCase.scalarType)
-    let (call, bytes, flops): (() throws -> Void, Double, Double?)
+    let (call, bytes, flops): (() throws -> Double?, Double, Double?)
     switch testCase.scalarType {
     case .float16: (call, bytes, flops) = try prepare(testCase, Float16.self, on: backend)
     case .float32: (call, bytes, flops) = try prepare(testCase, Float.self, on: backend)
     case .float64: (call, bytes, flops) = try prepare(testCase, Double.self, on: backend)
     }
-    try call()  // warm-up
+    _ = try call()  // warm-up
     var times: [Double] = []
     var kernelTimes: [Double] = []
-    let openCL = backend as? OpenCLBackend
     let start = DispatchTime.now().uptimeNanoseconds
     while times.count < minimumRepetitions
       || (Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 < minimumSeconds && times.count < 1000)
     {
       let before = DispatchTime.now().uptimeNanoseconds
-      try call()
+      let kernel = try call()
       times.append(Double(DispatchTime.now().uptimeNanoseconds - before) * 1e-9)
-      if let kernel = openCL?.lastKernelSeconds { kernelTimes.append(kernel) }
+      if let kernel { kernelTimes.append(kernel) }
     }
     let median = Self.median(times)
     return BenchmarkResult(
@@ -133,17 +132,24 @@ public enum Benchmark {
       gbps: bytes / median / 1e9, gflops: flops.map { $0 / median / 1e9 }, repetitions: times.count)
   }
 
-  /// The case's inputs in storage type S, and the call to time with the bytes it moves and the
+  /// The case's inputs in storage type S, and the call to time (returning the OpenCL kernels'
+  /// device seconds, all of its library calls together) with the bytes it moves and the
   /// floating-point operations it does.
   private static func prepare<S: StorageScalar>(_ testCase: BenchmarkCase, _: S.Type, on backend: any Backend) throws
-    -> (call: () throws -> Void, bytes: Double, flops: Double?)
+    -> (call: () throws -> Double?, bytes: Double, flops: Double?)
   {
+    let openCL = backend as? OpenCLBackend
+    /// Runs `body`; its result, and the device time of its kernels.
+    func withKernelSeconds<Result>(_ body: () throws -> Result) rethrows -> (Result, Double?) {
+      let result = try body()
+      return (result, openCL?.lastKernelSeconds)
+    }
     var random = SplitMix64(seed: 0x5EED)
     func uniform(_ shape: [Int], in range: Range<Float>) throws -> TypedTensor<S> {
       TypedTensor(converting: try TestData.uniform(shape, in: range, random: &random))
     }
     let width = Double(S.scalarType.byteWidth)
-    let call: () throws -> Void
+    let call: () throws -> Double?
     let bytes: Double
     var flops: Double?
     switch testCase.operation {
@@ -152,8 +158,8 @@ public enum Benchmark {
       let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
       bytes = Double(x.count + geometry.planes) * width
       call = testCase.operation == .avg
-        ? { _ = try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false) }
-        : { _ = try backend.globalMaxPool(x, layout: testCase.layout, keepDims: false, returnIndices: false) }
+        ? { try withKernelSeconds { try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false) }.1 }
+        : { try withKernelSeconds { try backend.globalMaxPool(x, layout: testCase.layout, keepDims: false, returnIndices: false) }.1 }
     case .dense:
       let (m, k, n) = (testCase.shape[0], testCase.shape[1], testCase.shape[2])
       let x = try uniform([m, k], in: -1..<1)
@@ -161,7 +167,7 @@ public enum Benchmark {
       let b = try uniform([n], in: -1..<1)
       bytes = Double(m * k + k * n + n + m * n) * width
       flops = 2 * Double(m) * Double(k) * Double(n)
-      call = { _ = try backend.dense(x, weight: w, bias: b, weightLayout: .inOut, activation: .none) }
+      call = { try withKernelSeconds { try backend.dense(x, weight: w, bias: b, weightLayout: .inOut, activation: .none) }.1 }
     case .head, .headUnfused:
       let x = try uniform(testCase.shape, in: -1..<3)
       let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
@@ -171,10 +177,17 @@ public enum Benchmark {
       flops = 2 * Double(geometry.batch) * Double(geometry.channels) * Double(testCase.classes) + Double(x.count)
       call =
         testCase.operation == .head
-        ? { _ = try backend.head(x, layout: testCase.layout, weight: w, bias: b, weightLayout: .inOut, activation: .softmax) }
+        ? {
+          try withKernelSeconds {
+            try backend.head(x, layout: testCase.layout, weight: w, bias: b, weightLayout: .inOut, activation: .softmax)
+          }.1
+        }
         : {
-          let pooled = try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false)
-          _ = try backend.dense(pooled, weight: w, bias: b, weightLayout: .inOut, activation: .softmax)
+          let (pooled, pooling) = try withKernelSeconds { try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false) }
+          let (_, product) = try withKernelSeconds {
+            try backend.dense(pooled, weight: w, bias: b, weightLayout: .inOut, activation: .softmax)
+          }
+          return pooling.flatMap { first in product.map { first + $0 } }
         }
     }
     return (call, bytes, flops)

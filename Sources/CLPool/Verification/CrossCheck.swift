@@ -11,8 +11,9 @@ public struct CheckOutcome: Sendable {
 }
 
 /// SPEC.md's acceptance rules, shared by `clpool selftest` and the tests. Tolerances depend on
-/// the storage type: SPEC.md's for float32; float16 (float32 arithmetic) adds the one rounding of
-/// each output to half; float64 is held to float64 accuracy.
+/// the storage type: SPEC.md's for float32; float16 (float32 arithmetic) adds the rounding of each
+/// output to half (and, for dense and head, of stored intermediates); float64 is held to float64
+/// accuracy.
 public enum CrossCheck {
   /// |out − ref| ≤ 4e-6 · mean|x| of each plane (float32 and float16; 1e-12 for float64).
   public static let poolTolerance = 4e-6

@@ -55,6 +55,19 @@ enum NPYBytes {
     #expect(tensor.scalars[2].isNaN)
   }
 
+  /// Reading into another storage type rounds once from the file's type: float64 keeps what
+  /// float32 cannot, and float64 → float16 does not pass through float32 (which would round
+  /// 1 + 2^-11 + 2^-40 to 1 and then to the tie's even neighbour 1, instead of up).
+  @Test func readsIntoEachStorageTypeRoundingOnce() throws {
+    let value = 1 + 0x1p-11 + 0x1p-40
+    let file = NPYBytes.file(descr: "<f8", fortran: true, shape: [2, 2], payload: NPYBytes.float64([value, 3, 2, 4]))
+    #expect(try NPY.decodeTensor(file, name: "d.npy", as: Double.self).scalars == [value, 2, 3, 4])
+    #expect(try NPY.decodeTensor(file, name: "d.npy", as: Float16.self).scalars == [1 + 0x1p-10, 2, 3, 4])
+    #expect(try NPY.decodeTensor(file, name: "d.npy", as: Float.self).scalars == [Float(value), 2, 3, 4])
+    let halves = NPYBytes.file(descr: ">f2", shape: [2], payload: [0x3C, 0x01, 0x7C, 0x00])  // 1 + 2^-10, +Inf
+    #expect(try NPY.decodeTensor(halves, name: "h.npy", as: Double.self).scalars == [1 + 0x1p-10, .infinity])
+  }
+
   @Test func fortranOrderIsTransposedIntoCOrder() throws {
     // C-order [[[0,1],[2,3],[4,5]],[[6,7],[8,9],[10,11]]] of shape (2,3,2) stored column-major.
     let shape = [2, 3, 2]

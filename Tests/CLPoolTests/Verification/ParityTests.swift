@@ -50,16 +50,18 @@ import Testing
     }
   }
 
-  /// The fused head over a batch the CPU pools and multiplies in several blocks (C = 4096 gives
-  /// 32-row blocks; 70 rows end in a partial one), with every activation, against the float64
-  /// reference and against the unfused two calls.
+  /// The fused head over a batch the CPU pools and multiplies in several blocks (C = 2048 gives
+  /// 256-row blocks, `CPUBackend.headBlockElements`; 300 rows end in a partial one), with every
+  /// activation, against the float64 reference and against the unfused two calls.
   @Test func fusedHeadMatchesReferenceAcrossBlocks() throws {
     var random = SplitMix64(seed: TestBackends.seed)
-    let x = try TestData.poolInput([70, 4096, 2, 3], layout: .channelsFirst, special: nil, random: &random)
-    let w = try TestData.uniform([10, 4096], in: -0.015..<0.015, random: &random)
+    let (n, c) = (300, 2048)
+    #expect(n > CPUBackend.headBlockElements / c, "the batch must span more than one block")
+    let x = try TestData.poolInput([n, c, 1, 2], layout: .channelsFirst, special: nil, random: &random)
+    let w = try TestData.uniform([10, c], in: -0.02..<0.02, random: &random)
     let b = try TestData.uniform([10], in: -0.1..<0.1, random: &random)
     let poolGeometry = try PoolGeometry(shape: x.shape, layout: .channelsFirst)
-    let denseGeometry = try DenseGeometry(input: [70, 4096], weight: w.shape, bias: b.shape, weightLayout: .outIn)
+    let denseGeometry = try DenseGeometry(input: [n, c], weight: w.shape, bias: b.shape, weightLayout: .outIn)
     let pooled = Float64Reference.averagePool(x.scalars, poolGeometry).mean
     for activation in Activation.allCases {
       let reference = Float64Reference.dense(pooled, w.scalars, b.scalars, denseGeometry, activation)

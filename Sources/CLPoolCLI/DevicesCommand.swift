@@ -42,7 +42,9 @@ struct DevicesCommand: ParsableCommand {
       print("  [\(device.index)] \(device.name)")
       print("      type \(device.type.rawValue), \(device.computeUnits) compute units, max work-group \(device.maxWorkGroupSize)")
       print("      memory \(megabytes(device.globalMemoryBytes)), max allocation \(megabytes(device.maxAllocationBytes)), local \(device.localMemoryBytes / 1024) KiB")
-      print("      \(device.openCLCVersion), driver \(device.driverVersion), fp16 \(device.supportsFP16 ? "yes" : "no"), fp64 \(device.supportsFP64 ? "yes" : "no")")
+      print("      \(device.openCLCVersion), driver \(device.driverVersion)")
+      print(
+        "      storage types \(device.storageTypes.map(\.rawValue).joined(separator: " ")) (cl_khr_fp16 \(device.supportsFP16 ? "yes" : "no"), cl_khr_fp64 \(device.supportsFP64 ? "yes" : "no"))")
     }
     print("selection \(selection.choice.rawValue): \(chosen)")
   }
@@ -67,6 +69,7 @@ private struct DeviceReport: Encodable {
     let driverVersion: String
     let fp16: Bool
     let fp64: Bool
+    let storageTypes: [String]
     let extensions: [String]
   }
   let devices: [Device]
@@ -81,7 +84,7 @@ private struct DeviceReport: Encodable {
         globalMemoryBytes: $0.globalMemoryBytes, maxAllocationBytes: $0.maxAllocationBytes,
         localMemoryBytes: $0.localMemoryBytes, maxWorkGroupSize: $0.maxWorkGroupSize,
         openCLCVersion: $0.openCLCVersion, driverVersion: $0.driverVersion, fp16: $0.supportsFP16,
-        fp64: $0.supportsFP64, extensions: $0.extensions)
+        fp64: $0.supportsFP64, storageTypes: $0.storageTypes.map(\.rawValue), extensions: $0.extensions)
     }
     self.discoveryError = discoveryError
     self.selected = selected

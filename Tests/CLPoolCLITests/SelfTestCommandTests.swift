@@ -97,6 +97,8 @@ import Testing
       #expect(device["computeUnits"] as? Int ?? 0 > 0)
       #expect(device["maxWorkGroupSize"] as? Int ?? 0 > 0)
       #expect(device["fp64"] is Bool)
+      let types = try #require(device["storageTypes"] as? [String])
+      #expect(types.contains("float16") && types.contains("float32") && types.contains("float64") == (device["fp64"] as? Bool))
     }
     #expect((report["selected"] as? String)?.isEmpty == false)
     let table = try ClpoolRun.run(["devices"], environment: ["CLPOOL_BACKEND": "cpu"])

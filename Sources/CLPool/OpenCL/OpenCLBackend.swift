@@ -105,11 +105,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     return .workGroup
   }
 
-  /// float16 storage runs everywhere: the kernels touch it only through vload_half /
-  /// vstore_half, core OpenCL 1.2 (cl_khr_fp16 is about half arithmetic, which they never do).
-  /// float64 needs cl_khr_fp64.
+  /// The device's `storageTypes`: float16 and float32 everywhere, float64 with cl_khr_fp64.
   public func checkSupport(_ type: ScalarType) throws {
-    guard type != .float64 || device.supportsFP64 else {
+    guard device.storageTypes.contains(type) else {
       throw CLPoolError.unavailable("\(device.name) does not report cl_khr_fp64, so it cannot compute in float64")
     }
   }

@@ -34,6 +34,10 @@ public struct OpenCLDevice: Sendable, CustomStringConvertible {
 
   public var supportsFP16: Bool { extensions.contains("cl_khr_fp16") }
   public var supportsFP64: Bool { extensions.contains("cl_khr_fp64") }
+  /// The storage types clpool computes in on this device: float16 everywhere (the kernels touch
+  /// halves only through vload_half / vstore_half, core OpenCL 1.2; cl_khr_fp16 is about half
+  /// arithmetic, which they never do), float32, and float64 with cl_khr_fp64.
+  public var storageTypes: [ScalarType] { supportsFP64 ? [.float16, .float32, .float64] : [.float16, .float32] }
   /// GPUs and accelerators get the work-group tree kernels and are preferred by `auto`.
   public var isAccelerator: Bool { type == .gpu || type == .accelerator }
 

@@ -1,4 +1,5 @@
-/// Native pooling reductions in float32 or float64 (`NativeScalar`), the same algorithms as Kernels/pool.cl: 8-lane SIMD accumulation
+/// Native pooling reductions over float16, float32 or float64 elements (`PooledElement`: halves are
+/// widened as they are loaded) in float32 or float64 arithmetic, the same algorithms as Kernels/pool.cl: 8-lane SIMD accumulation
 /// over blocks of `block` elements, block sums folded with Kahan compensation, planes larger than
 /// `chunkLength` split into chunks whose partials fold in order. The splitting depends only on the
 /// shape, so the output is bitwise reproducible whatever the core count.
@@ -10,14 +11,10 @@ enum CPUPooling {
 
   // MARK: Contiguous planes (channels-first)
 
-  @inline(__always)
-  static func load<T: NativeScalar>(_ p: UnsafePointer<T>, _ offset: Int) -> SIMD8<T> {
-    UnsafeRawPointer(p + offset).loadUnaligned(as: SIMD8<T>.self)
-  }
-
   /// Sum of `count` contiguous elements.
   @inline(__always)
-  static func sum<T: NativeScalar>(_ p: UnsafePointer<T>, count: Int) -> T {
+  static func sum<E: PooledElement>(_ p: UnsafePointer<E>, count: Int) -> E.Arithmetic {
+    typealias T = E.Arithmetic
     if count <= block { return blockSum(p, count: count) }  // one block: nothing to compensate
     var total = CompensatedSum<T>()
     var i = 0
@@ -26,10 +23,10 @@ enum CPUPooling {
       var a = SIMD8<T>(), b = SIMD8<T>(), c = SIMD8<T>(), d = SIMD8<T>()
       var j = i
       while j < i + block {
-        a += load(p, j)
-        b += load(p, j + 8)
-        c += load(p, j + 16)
-        d += load(p, j + 24)
+        a += E.lanes(p, j)
+        b += E.lanes(p, j + 8)
+        c += E.lanes(p, j + 16)
+        d += E.lanes(p, j + 24)
         j += 32
       }
       total.add(((a + b) + (c + d)).sum())
@@ -42,21 +39,22 @@ enum CPUPooling {
   /// Sum of at most `block` elements: two 8-lane accumulators (independent add chains), a tree
   /// across lanes, then the tail.
   @inline(__always)
-  static func blockSum<T: NativeScalar>(_ p: UnsafePointer<T>, count: Int) -> T {
+  static func blockSum<E: PooledElement>(_ p: UnsafePointer<E>, count: Int) -> E.Arithmetic {
+    typealias T = E.Arithmetic
     var a = SIMD8<T>(), b = SIMD8<T>()
     var i = 0
     while i + 16 <= count {
-      a += load(p, i)
-      b += load(p, i + 8)
+      a += E.lanes(p, i)
+      b += E.lanes(p, i + 8)
       i += 16
     }
     if i + 8 <= count {
-      a += load(p, i)
+      a += E.lanes(p, i)
       i += 8
     }
     var tail = horizontalSum(a + b)
     while i < count {
-      tail += p[i]
+      tail += E.value(p, i)
       i += 1
     }
     return tail
@@ -83,12 +81,13 @@ enum CPUPooling {
   /// NaN is detected through `v * 0` (NaN for NaN and ±Inf inputs, so a rare exact rescan
   /// separates the two); pass 2 scans for the value's first position, usually stopping early.
   @inline(__always)
-  static func max<T: NativeScalar>(_ p: UnsafePointer<T>, count: Int, needIndex: Bool) -> (value: T, index: Int) {
+  static func max<E: PooledElement>(_ p: UnsafePointer<E>, count: Int, needIndex: Bool) -> (value: E.Arithmetic, index: Int) {
+    typealias T = E.Arithmetic
     var best = SIMD8<T>(repeating: -.infinity)
     var probe = SIMD8<T>()
     var i = 0
     while i + 8 <= count {
-      let v = load(p, i)
+      let v = E.lanes(p, i)
       best.replace(with: v, where: T.lanesGreater(v, best))  // false for NaN
       probe += v * 0
       i += 8
@@ -96,18 +95,19 @@ enum CPUPooling {
     var value = horizontalMax(best)
     var tailProbe: T = 0
     while i < count {
-      if p[i] > value { value = p[i] }
-      tailProbe += p[i] * 0
+      let v = E.value(p, i)
+      if v > value { value = v }
+      tailProbe += v * 0
       i += 1
     }
     if (horizontalSum(probe) + tailProbe).isNaN {  // a NaN or an infinity: look for the NaN
       var firstNaN = 0
-      while firstNaN < count, !p[firstNaN].isNaN { firstNaN += 1 }
+      while firstNaN < count, !E.value(p, firstNaN).isNaN { firstNaN += 1 }
       if firstNaN < count { return (.nan, needIndex ? firstNaN : -1) }
     }
     guard needIndex else { return (value, -1) }
     var index = 0
-    while p[index] != value { index += 1 }
+    while E.value(p, index) != value { index += 1 }
     return (value, index)
   }
 
@@ -115,10 +115,11 @@ enum CPUPooling {
 
   /// Sums, for each of `width` adjacent channels, `count` positions spaced `stride` apart,
   /// writing each channel's sum / `divisor` to `out[channel * outStride]`.
-  static func sumChannels<T: NativeScalar>(
-    _ p: UnsafePointer<T>, width: Int, count: Int, stride: Int,
-    into out: UnsafeMutablePointer<T>, outStride: Int, divisor: T
+  static func sumChannels<E: PooledElement>(
+    _ p: UnsafePointer<E>, width: Int, count: Int, stride: Int,
+    into out: UnsafeMutablePointer<E.Arithmetic>, outStride: Int, divisor: E.Arithmetic
   ) {
+    typealias T = E.Arithmetic
     withUnsafeTemporaryAllocation(of: T.self, capacity: width) { scratch in
     withUnsafeTemporaryAllocation(of: CompensatedSum<T>.self, capacity: width) { totals in
       let blockSum = scratch.baseAddress!
@@ -132,12 +133,12 @@ enum CPUPooling {
           let row = p + position * stride
           var c = 0
           while c + 8 <= width {
-            let sum = UnsafeRawPointer(blockSum + c).loadUnaligned(as: SIMD8<T>.self) + load(row, c)
+            let sum = UnsafeRawPointer(blockSum + c).loadUnaligned(as: SIMD8<T>.self) + E.lanes(row, c)
             UnsafeMutableRawPointer(blockSum + c).storeBytes(of: sum, as: SIMD8<T>.self)
             c += 8
           }
           while c < width {
-            blockSum[c] += row[c]
+            blockSum[c] += E.value(row, c)
             c += 1
           }
         }
@@ -154,10 +155,11 @@ enum CPUPooling {
   /// run of channels); running maxima and positions stay in L1 scratch, 8 channels per vector.
   /// A channel that saw a NaN is rescanned for its first NaN. Without `indices` no positions
   /// are tracked.
-  static func maxChannels<T: NativeScalar>(
-    _ p: UnsafePointer<T>, width: Int, count: Int, stride: Int,
-    into out: UnsafeMutablePointer<T>, indices: UnsafeMutablePointer<Int64>?, outStride: Int
+  static func maxChannels<E: PooledElement>(
+    _ p: UnsafePointer<E>, width: Int, count: Int, stride: Int,
+    into out: UnsafeMutablePointer<E.Arithmetic>, indices: UnsafeMutablePointer<Int64>?, outStride: Int
   ) {
+    typealias T = E.Arithmetic
     let tracksIndex = indices != nil
     let vectorWidth = width / 8 * 8
     withUnsafeTemporaryAllocation(of: T.self, capacity: 2 * width + 8) { floats in
@@ -173,7 +175,7 @@ enum CPUPooling {
           let here = SIMD8<T.SIMDMaskScalar>(repeating: T.SIMDMaskScalar(truncatingIfNeeded: position))
           var c = 0
           while c < vectorWidth {
-            let v = load(row, c)
+            let v = E.lanes(row, c)
             var top = UnsafeRawPointer(best + c).loadUnaligned(as: SIMD8<T>.self)
             let greater = T.lanesGreater(v, top)
             top.replace(with: v, where: greater)
@@ -189,11 +191,12 @@ enum CPUPooling {
             c += 8
           }
           while c < width {
-            if row[c] > best[c] {
-              best[c] = row[c]
+            let v = E.value(row, c)
+            if v > best[c] {
+              best[c] = v
               bestIndex[c] = T.SIMDMaskScalar(truncatingIfNeeded: position)
             }
-            nanProbe[c] += row[c] * 0
+            nanProbe[c] += v * 0
             c += 1
           }
         }
@@ -202,7 +205,7 @@ enum CPUPooling {
           var index = Int(bestIndex[c])
           if nanProbe[c].isNaN {
             var position = 0
-            while position < count, !p[position * stride + c].isNaN { position += 1 }
+            while position < count, !E.value(p, position * stride + c).isNaN { position += 1 }
             if position < count {
               value = .nan
               index = position

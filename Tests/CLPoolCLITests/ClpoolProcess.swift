@@ -1,6 +1,7 @@
 import Foundation
 
-/// Runs the built `clpool` binary, as a user would, and captures what it printed.
+/// Runs the built `clpool` binary (or another program), as a user would, and captures what it
+/// printed.
 struct ClpoolRun {
   let status: Int32
   let stdout: String
@@ -13,11 +14,19 @@ struct ClpoolRun {
     return directory.appendingPathComponent("clpool")
   }()
 
-  /// Output goes to files rather than pipes, so a large output can never block the child.
   static func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> ClpoolRun {
     guard FileManager.default.isExecutableFile(atPath: executable.path) else {
       throw CLIError("clpool is not built at \(executable.path); run 'swift build --product clpool' first")
     }
+    return try program(executable, arguments, environment: extra)
+  }
+
+  /// Runs any program and captures what it printed; `environment` adds to (or replaces in) this
+  /// process's. Output goes to files rather than pipes, so a large output can never block the
+  /// child.
+  static func program(
+    _ program: URL, _ arguments: [String], environment extra: [String: String] = [:], directory: URL? = nil
+  ) throws -> ClpoolRun {
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("clpool-cli-\(UUID())")
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: scratch) }
@@ -25,8 +34,9 @@ struct ClpoolRun {
     try Data().write(to: outURL)
     try Data().write(to: errURL)
     let process = Process()
-    process.executableURL = executable
+    process.executableURL = program
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = directory }
     var environment = ProcessInfo.processInfo.environment
     for (key, value) in extra { environment[key] = value }
     process.environment = environment

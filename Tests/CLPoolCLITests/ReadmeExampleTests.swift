@@ -19,21 +19,13 @@ import Testing
       print("note: README example skipped: python3 with numpy not found")
       return
     }
-    let shell = Process()
-    shell.executableURL = URL(fileURLWithPath: "/bin/bash")
-    shell.arguments = ["-euo", "pipefail", "-c", script]
     // The example expects the release build's folder; point it at the clpool under test.
-    shell.currentDirectoryURL = ClpoolRun.executable.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    var environment = ProcessInfo.processInfo.environment
-    environment["PATH"] = ClpoolRun.executable.deletingLastPathComponent().path + ":" + (environment["PATH"] ?? "")
-    shell.environment = environment
-    let output = Pipe()
-    shell.standardOutput = output
-    shell.standardError = output
-    try shell.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    shell.waitUntilExit()
-    #expect(shell.terminationStatus == 0, "\(text)")
+    let path = ClpoolRun.executable.deletingLastPathComponent().path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "")
+    let shell = try ClpoolRun.program(
+      URL(fileURLWithPath: "/bin/bash"), ["-euo", "pipefail", "-c", script], environment: ["PATH": path],
+      directory: ClpoolRun.executable.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent())
+    let text = shell.stdout + shell.stderr
+    #expect(shell.status == 0, "\(text)")
     #expect(text.contains("pool, dense and head match numpy") && text.contains("cam matches numpy"), "\(text)")
   }
 }
@@ -70,17 +62,10 @@ import Testing
     try source.write(to: file, atomically: true, encoding: .utf8)
     // The library's module sits next to clpool; its C modules' maps are in Sources/.
     let modules = ClpoolRun.executable.deletingLastPathComponent().appendingPathComponent("Modules")
-    let compiler = Process()
-    compiler.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    compiler.arguments =
+    let compiler = try ClpoolRun.program(
+      URL(fileURLWithPath: "/usr/bin/env"),
       ["swiftc", "-typecheck", "-I", modules.path]
-      + ["COpenCL", "CBLAS", "CPNG"].flatMap { ["-I", root.appendingPathComponent("Sources/\($0)").path] } + [file.path]
-    let output = Pipe()
-    compiler.standardOutput = output
-    compiler.standardError = output
-    try compiler.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    compiler.waitUntilExit()
-    #expect(compiler.terminationStatus == 0, "README Swift examples do not compile:\n\(text)")
+        + ["COpenCL", "CBLAS", "CPNG"].flatMap { ["-I", root.appendingPathComponent("Sources/\($0)").path] } + [file.path])
+    #expect(compiler.status == 0, "README Swift examples do not compile:\n\(compiler.stdout)\(compiler.stderr)")
   }
 }

@@ -3,16 +3,21 @@
  *
  * Algorithm. Register-blocked matrix product with no local memory and no barriers, so it suits
  * CPU drivers (where barriers are slow) and still coalesces on GPUs. Each work-item keeps a
- * ROWS x 16 tile of y in sixteen-wide accumulators (two float8 per row) and walks k once; the sum
- * over k runs in float32 in a fixed order (deterministic).
- *   dense_in_out  W stored [K, M] (Keras "in x out"): per k, two float8 loads of W's row k feed
- *                 2 * ROWS vector multiply-adds with x[n, k] broadcast.
- *   dense_out_in  W stored [M, K] (PyTorch "out x in"): the host transposes W once into [K, M]
- *                 with transpose (a cheap O(K * M) pass) and then runs dense_in_out.
+ * ROWS x 16 tile of y in sixteen-wide accumulators (two acc8_t per row) and walks k once.
+ *   dense_in_out  W stored [K, M] (Keras "in x out"): per k, two vector loads of W's row k feed
+ *                 2 * ROWS vector fused multiply-adds with x[n, k] broadcast.
+ *   an out-in W   stored [M, K] (PyTorch "out x in"): the host transposes W once into [K, M]
+ *                 with `transpose` (a cheap O(K * M) pass) and then runs dense_in_out.
  *   dense_in_out_tiled  the GPU variant, at the end of this file: 64 x 64 tiles through local
  *                 memory, 4 x 4 per work-item.
  * Tiles on the right or bottom edge clamp their loads to the last valid row / column and skip
  * those stores, so any N, K, M >= 1 works.
+ *
+ * Order of operations (determinism and batch invariance). Every kernel computes each output the
+ * same way: acc = fma(x[n, k], W[k, m], acc) for k = 0, 1, ... in order, from acc = 0, in blocks
+ * of K_BLOCK steps whose sums fold into a total in order (one block: the block's sum is the
+ * total); then + bias, then the activation. fma rounds once, so the result does not depend on
+ * how a compiler would contract a * b + c, on the kernel, the tile, or the batch a row came in.
  *
  * Storage (storage.h): x, W, bias and y are `real`; products accumulate in acc_t (float, or double
  * for double storage).
@@ -38,6 +43,16 @@
 #ifndef K_BLOCK
 #define K_BLOCK 4096 /* k steps summed before folding into the totals */
 #endif
+#define TILE 64   /* dense_in_out_tiled: output tile edge */
+#define TILE_K 16 /* dense_in_out_tiled: k steps per local-memory stage */
+
+/* The kernels' own assumptions (CLPOOL_BUILD_OPTIONS may set K_BLOCK; the host sets ROWS). */
+#if ROWS < 1 || ROWS > 16
+#error "ROWS must be from 1 to 16"
+#endif
+#if K_BLOCK < TILE_K || K_BLOCK % TILE_K != 0
+#error "K_BLOCK must be a positive multiple of 16"
+#endif
 
 #define ACTIVATION_NONE 0
 #define ACTIVATION_RELU 1
@@ -58,7 +73,7 @@ inline acc8_t load_w8(__global const real *w_row, uint m0, uint m_dim) {
   return vload8(0, lanes);
 }
 
-/* lo/hi[r] = sum over k in [k_begin, k_end) of x[r0 + r, k] * W[k, m0 .. m0 + 16). */
+/* lo/hi[r] = sum over k in [k_begin, k_end) of x_row[r][k] * W[k, m0 .. m0 + 16), one fma per k. */
 inline void accumulate_tile(__global const real *const *x_row, __global const real *w,
                             uint k_begin, uint k_end, uint m0, uint m_dim, const uint rows,
                             acc8_t *lo, acc8_t *hi) {
@@ -68,9 +83,9 @@ inline void accumulate_tile(__global const real *const *x_row, __global const re
       __global const real *w_row = w + (ulong)k * m_dim + m0;
       acc8_t w_lo = LOAD8(0, w_row), w_hi = LOAD8(1, w_row);
       for (uint r = 0; r < rows; ++r) {
-        acc_t xv = LOAD(k, x_row[r]);
-        lo[r] += xv * w_lo;
-        hi[r] += xv * w_hi;
+        acc8_t xv = (acc8_t)(LOAD(k, x_row[r]));
+        lo[r] = fma(xv, w_lo, lo[r]);
+        hi[r] = fma(xv, w_hi, hi[r]);
       }
     }
   } else {
@@ -78,21 +93,22 @@ inline void accumulate_tile(__global const real *const *x_row, __global const re
       __global const real *w_row = w + (ulong)k * m_dim;
       acc8_t w_lo = load_w8(w_row, m0, m_dim), w_hi = load_w8(w_row, m0 + 8, m_dim);
       for (uint r = 0; r < rows; ++r) {
-        acc_t xv = LOAD(k, x_row[r]);
-        lo[r] += xv * w_lo;
-        hi[r] += xv * w_hi;
+        acc8_t xv = (acc8_t)(LOAD(k, x_row[r]));
+        lo[r] = fma(xv, w_lo, lo[r]);
+        hi[r] = fma(xv, w_hi, hi[r]);
       }
     }
   }
 }
 
-/* The work-item's tile: rows x 16 outputs from row r0, column m0. `rows` is a literal at each
+/* The work-item's tile: `rows` rows of x from its first (rows past x_rows repeat the last), times
+ * W's 16 columns from m0, into the first min(rows, x_rows) rows of y. `rows` is a literal at each
  * call site (ROWS or 1), so after inlining the loops over it unroll into registers. */
-inline void dense_tile(__global const real *x, __global const real *w, __global const real *bias,
-                       __global real *y, uint n_dim, uint k_dim, uint m_dim, int has_bias,
-                       int activation, const uint rows, uint r0, uint m0) {
+inline void dense_tile(__global const real *x, uint x_rows, __global const real *w,
+                       __global const real *bias, __global real *y, uint k_dim, uint m_dim,
+                       int has_bias, int activation, const uint rows, uint m0) {
   __global const real *x_row[ROWS];
-  for (uint r = 0; r < rows; ++r) x_row[r] = x + (ulong)min(r0 + r, n_dim - 1) * k_dim;
+  for (uint r = 0; r < rows; ++r) x_row[r] = x + (ulong)min(r, x_rows - 1) * k_dim;
   /* Up to K_BLOCK steps of k sum straight into the tile; longer sums run in blocks of K_BLOCK
    * folded into totals, so rounding error grows with the block length and the number of blocks,
    * not with K (SPEC: 1e-5 for any K). Two paths, because carrying the totals through short sums
@@ -115,11 +131,11 @@ inline void dense_tile(__global const real *x, __global const real *w, __global 
       hi[r] = total_hi[r];
     }
   }
-  for (uint r = 0; r < rows && r0 + r < n_dim; ++r) {
+  for (uint r = 0; r < rows && r < x_rows; ++r) {
     acc_t out[16];
     vstore8(lo[r], 0, out);
     vstore8(hi[r], 1, out);
-    __global real *y_row = y + (ulong)(r0 + r) * m_dim;
+    __global real *y_row = y + (ulong)r * m_dim;
     for (uint j = 0; j < 16 && m0 + j < m_dim; ++j) {
       acc_t value = out[j] + (has_bias ? LOAD(m0 + j, bias) : (acc_t)0);
       STORE(activate(value, activation), m0 + j, y_row);
@@ -133,7 +149,8 @@ __kernel void dense_in_out(__global const real *x, __global const real *w,
   uint m0 = (uint)get_global_id(0) * 16;
   uint r0 = (uint)get_global_id(1) * ROWS;
   if (m0 >= m_dim || r0 >= n_dim) return;
-  dense_tile(x, w, bias, y, n_dim, k_dim, m_dim, has_bias, activation, ROWS, r0, m0);
+  dense_tile(x + (ulong)r0 * k_dim, min((uint)ROWS, n_dim - r0), w, bias, y + (ulong)r0 * m_dim,
+             k_dim, m_dim, has_bias, activation, ROWS, m0);
 }
 
 /* The same with one row per work-item: for batches smaller than ROWS (batch-1 GEMV), where a
@@ -144,7 +161,8 @@ __kernel void dense_in_out_single_row(__global const real *x, __global const rea
   uint m0 = (uint)get_global_id(0) * 16;
   uint r0 = (uint)get_global_id(1);
   if (m0 >= m_dim || r0 >= n_dim) return;
-  dense_tile(x, w, bias, y, n_dim, k_dim, m_dim, has_bias, activation, 1, r0, m0);
+  dense_tile(x + (ulong)r0 * k_dim, 1, w, bias, y + (ulong)r0 * m_dim, k_dim, m_dim, has_bias,
+             activation, 1, m0);
 }
 
 /* out[c, r] = in[r, c] for in [rows, cols]. */
@@ -173,8 +191,6 @@ __kernel void softmax_rows(__global real *y, uint n_dim, uint m_dim) {
  * on CPU drivers, which get dense_in_out instead). Loads outside the matrices read 0 and stores
  * outside are skipped, so any N, K, M >= 1 works.
  * Launch: 2-D, local size (16, 16), global size (ceil(M / 64) * 16, ceil(N / 64) * 16). */
-#define TILE 64
-#define TILE_K 16
 __kernel __attribute__((reqd_work_group_size(16, 16, 1)))
 void dense_in_out_tiled(__global const real *x, __global const real *w,
                         __global const real *bias, __global real *y, uint n_dim, uint k_dim,
@@ -188,7 +204,7 @@ void dense_in_out_tiled(__global const real *x, __global const real *w,
   for (uint i = 0; i < 4; ++i)
     for (uint j = 0; j < 4; ++j) acc[i][j] = total[i][j] = 0;
   for (uint k0 = 0; k0 < k_dim; k0 += TILE_K) {
-    if (k0 % K_BLOCK == 0) { /* fold each K_BLOCK of k, as dense_tile does */
+    if (k0 % K_BLOCK == 0) { /* fold each K_BLOCK of k, as dense_tile does (0 + acc = acc) */
       for (uint i = 0; i < 4; ++i)
         for (uint j = 0; j < 4; ++j) {
           total[i][j] += acc[i][j];
@@ -207,7 +223,7 @@ void dense_in_out_tiled(__global const real *x, __global const real *w,
       for (uint i = 0; i < 4; ++i) xv[i] = x_tile[ty + 16 * i][kk];
       for (uint j = 0; j < 4; ++j) wv[j] = w_tile[kk][tx + 16 * j];
       for (uint i = 0; i < 4; ++i)
-        for (uint j = 0; j < 4; ++j) acc[i][j] += xv[i] * wv[j];
+        for (uint j = 0; j < 4; ++j) acc[i][j] = fma(xv[i], wv[j], acc[i][j]);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }

@@ -6,24 +6,34 @@
  * split into `chunks` consecutive pieces of `chunk_len` elements (so a few huge planes still fill
  * the device): pass 1 writes one partial per (row, chunk) at partial[row * chunks + chunk], and
  * pass 2 (gap_combine / gmp_combine) folds each row's partials in chunk order. With chunks == 1
- * pass 1 writes the final value. The order of every floating-point operation depends on the shape
- * and launch geometry only, never on timing, so results are bitwise deterministic.
+ * pass 1 writes the final value. The host chooses chunk_len from the plane size and the device
+ * alone, never from the batch, so a sample's result is the same in any batch (batch invariance),
+ * and the order of every floating-point operation depends on the shape and the device only
+ * (bitwise deterministic).
  *
  * Precision. Sums run VEC-wide lanes over blocks of BLOCK elements, then add each block's sum into
  * a Kahan-compensated accumulator, so the rounding error grows with BLOCK / VEC + log2(VEC), not
  * with the plane size (SPEC: |mean - ref| <= 4e-6 * mean|x| for planes up to 2^26 elements). The
  * program must not be built with -cl-fast-relaxed-math or -cl-unsafe-math-optimizations, which
- * would let the compiler cancel the compensation.
+ * would let the compiler cancel the compensation (the host refuses them).
+ *
+ * Range. A sum of finite values can overflow although their mean fits (49 values of FLT_MAX). Every
+ * mean goes through finish_mean: a non-finite sum is recomputed with each element scaled by 2^-64
+ * (exact), which cannot overflow, and the mean scaled back. Infinities and NaN in the input still
+ * give what IEEE arithmetic says (+inf; NaN for NaN or +inf with -inf). Normal data never takes
+ * this path: the cost is one isfinite per plane.
  *
  * Max semantics (SPEC). NaN anywhere in a plane gives NaN; the index is the plane-relative,
  * row-major position of the first maximum, or of the first NaN if there is one. fmax() ignores
  * NaN, so NaN is tracked on its own.
  *
- * Variants (the host picks one per device type and shape):
+ * Variants (the host picks one per device type and shape, by the rule in OpenCLPooling.swift):
  *   gap_rows / gmp_rows              one work-item per (row, chunk), contiguous rows, vloads
  *                                    (CPU drivers: no barriers, the loop vectorises)
- *   gap_rows_wg / gmp_rows_wg        one work-group of WG_SIZE per (row, chunk), local-memory tree
- *                                    (GPUs: coalesced strided loads, parallel reduction)
+ *   gap_rows_wg / gmp_rows_wg        `seg` work-items of a WG_SIZE work-group per (row, chunk),
+ *                                    WG_SIZE / seg items per group, a local-memory tree per segment
+ *                                    (GPUs: neighbouring work-items read neighbouring elements, no
+ *                                    lane idles on a 7x7 plane)
  *   gap_channels_last / gmp_...      one work-item per (n, 8 channels, chunk), vector across C
  *   gap_combine / gmp_combine        pass 2: one work-item per row
  *   gap_ragged / gmp_ragged          a ragged batch: per-sample offsets and spatial sizes
@@ -31,6 +41,10 @@
  * Storage (storage.h): data are `real` (half, float or double), arithmetic is acc_t (float, or
  * double for double storage). Partial sums between the passes stay acc_t, so half storage rounds
  * once, at the end.
+ *
+ * Portability. Positions of maxima are tracked in int8 vectors selected by int8 masks, never in
+ * long8: Mesa rusticl 22.3 miscompiles select() on long2/4/8 (Tests/Fixtures/driver-bugs). The
+ * host keeps every position a work-item tracks below 2^31.
  */
 
 #ifndef CLPOOL_STORAGE_H
@@ -44,6 +58,15 @@
 #define WG_SIZE 256 /* work-group size of the *_wg kernels; a power of two */
 #endif
 #define VEC 8 /* lanes of the vector kernels (acc8_t) */
+
+/* The kernels' own assumptions about their tunables (CLPOOL_BUILD_OPTIONS may set BLOCK): a bad
+ * value fails the build with this message rather than computing wrong sums. */
+#if BLOCK < VEC || BLOCK > 1024 || BLOCK % VEC != 0
+#error "BLOCK must be a multiple of 8 from 8 to 1024"
+#endif
+#if WG_SIZE < 1 || WG_SIZE > 1024 || (WG_SIZE & (WG_SIZE - 1)) != 0
+#error "WG_SIZE must be a power of two from 1 to 1024"
+#endif
 
 /* ---------------------------------------------------------------- shared helpers */
 
@@ -70,6 +93,31 @@ inline bool max_is_better(acc_t value, long index, acc_t best, long best_index) 
   if (isnan(best)) return isnan(value) && index < best_index;
   if (isnan(value)) return true;
   return value > best || (value == best && index < best_index);
+}
+
+/* The slow path of finish_mean: the mean of len elements spaced stride apart, each scaled by
+ * 2^-64 before it is added (exact, and no sum of finite values can then overflow), blocked and
+ * compensated as sum_contiguous is. The mean of finite values is at most the largest magnitude,
+ * so a scaled-back mean that rounds past the largest finite value is that value. */
+inline acc_t rescaled_mean(__global const real *p, ulong len, ulong stride) {
+  const acc_t down = (acc_t)0x1p-64, up = (acc_t)0x1p64;
+  acc2_t total = (acc2_t)(0);
+  for (ulong i = 0; i < len; i += BLOCK) {
+    ulong end = min(len, i + BLOCK);
+    acc_t block = 0;
+    for (ulong j = i; j < end; ++j) block += LOAD(j * stride, p) * down;
+    total = kahan_add(total, block);
+  }
+  acc_t scaled = total.x / (acc_t)len;
+  acc_t mean = scaled * up;
+  if (isfinite(scaled) && !isfinite(mean)) mean = copysign(ACC_MAX, scaled);
+  return mean;
+}
+
+/* The mean of a plane from its sum; `p` (the plane's first element), len and stride locate the
+ * plane for the slow path, taken only when the sum is not finite. */
+inline acc_t finish_mean(acc_t sum, __global const real *p, ulong len, ulong stride) {
+  return isfinite(sum) ? sum / (acc_t)len : rescaled_mean(p, len, stride);
 }
 
 /* Sum of len contiguous elements. */
@@ -173,24 +221,26 @@ inline void sum_channel_group(__global const real *p, ulong len, ulong channels,
 }
 
 /* Maxima and first-max positions of `lanes` (<= VEC) adjacent channels, laid out as for
- * sum_channel_group. */
+ * sum_channel_group; len < 2^31 (the host's chunking). Positions are int8, selected by the int8
+ * masks of the comparisons (see Portability above). */
 inline void max_channel_group(__global const real *p, ulong len, ulong channels, ulong lanes,
                               acc_t *maxima, long *positions) {
   acc8_t best = (acc8_t)(-INFINITY);
-  long8 best_index = (long8)(0);
-  long8 first_nan = (long8)(-1);
+  int8 best_index = (int8)(0);
+  int8 first_nan = (int8)(-1);
   for (ulong i = 0; i < len; ++i) {
     acc8_t v = load_channels(p + i * channels, lanes);
-    long8 position = (long8)((long)i);
-    best_index = select(best_index, position, convert_long8(v > best));
-    first_nan = select(first_nan, position, convert_long8(isnan(v)) & (first_nan < 0));
+    int8 position = (int8)((int)i);
+    best_index = select(best_index, position, INDEX_MASK8(v > best));
+    first_nan = select(first_nan, position, INDEX_MASK8(isnan(v)) & (first_nan < 0));
     best = fmax(best, v);
   }
-  long nans[VEC];
+  int found[VEC], nans[VEC];
   vstore8(best, 0, maxima);
-  vstore8(best_index, 0, positions);
+  vstore8(best_index, 0, found);
   vstore8(first_nan, 0, nans);
   for (int j = 0; j < VEC; ++j) {
+    positions[j] = found[j];
     if (nans[j] >= 0) {
       maxima[j] = NAN;
       positions[j] = nans[j];
@@ -208,12 +258,12 @@ inline __global const real *row_chunk(__global const real *x, ulong item, ulong 
   return x + row * row_len + *begin;
 }
 
-/* Pass 1's output for a sum: with one chunk the mean, stored; otherwise the partial sum, kept in
- * acc_t for pass 2. */
+/* Pass 1's output for a sum: with one chunk the mean (row at the plane's first element, spaced
+ * stride apart), stored; otherwise the partial sum, kept in acc_t for pass 2. */
 inline void store_sum(__global real *out, __global acc_t *partial, ulong slot, acc_t sum,
-                      uint chunks, ulong row_len) {
+                      uint chunks, __global const real *row, ulong row_len, ulong stride) {
   if (chunks == 1)
-    STORE(sum / (acc_t)row_len, slot, out);
+    STORE(finish_mean(sum, row, row_len, stride), slot, out);
   else
     partial[slot] = sum;
 }
@@ -229,7 +279,7 @@ __kernel void gap_rows(__global const real *x, __global real *out, __global acc_
   if (item >= rows * chunks) return;
   ulong begin, len;
   __global const real *p = row_chunk(x, item, row_len, chunk_len, chunks, &begin, &len);
-  store_sum(out, partial, item, sum_contiguous(p, len), chunks, row_len);
+  store_sum(out, partial, item, sum_contiguous(p, len), chunks, p, row_len, 1);
 }
 
 /* Launch as gap_rows. Writes the max and, when indices is not NULL, the row-relative index (the
@@ -245,52 +295,63 @@ __kernel void gmp_rows(__global const real *x, __global real *out, __global long
   if (indices) indices[item] = (long)begin + index;
 }
 
-/* ------------------------------------------------- work-group tree, contiguous rows */
+/* ------------------------------------------------- work-group segments, contiguous rows */
 
-/* Launch: 1-D, local size WG_SIZE, global size rows * chunks * WG_SIZE; work-group g reduces
- * chunk g % chunks of row g / chunks with strided (coalesced) loads, then a local-memory tree. */
+/* Launch: 1-D, local size WG_SIZE, global size ceil(rows * chunks / (WG_SIZE / seg)) * WG_SIZE,
+ * seg a power of two <= WG_SIZE. Segment s of work-group g (its `seg` consecutive work-items)
+ * reduces item g * (WG_SIZE / seg) + s = (row, chunk): lane l reads elements l, l + seg, ... of
+ * the chunk (neighbouring work-items, neighbouring addresses), then a local-memory tree folds the
+ * segment's lanes. Every work-item reaches every barrier: past the last item they add nothing. */
 __kernel void gap_rows_wg(__global const real *x, __global real *out, __global acc_t *partial,
-                          ulong rows, ulong row_len, ulong chunk_len, uint chunks) {
-  __local acc_t partial_sums[WG_SIZE];
-  ulong group = get_group_id(0);
+                          ulong rows, ulong row_len, ulong chunk_len, uint chunks, uint seg) {
+  __local acc_t lane_sums[WG_SIZE];
   uint lid = (uint)get_local_id(0);
-  if (group >= rows * chunks) return; /* whole work-group: no barrier is skipped by part of it */
-  ulong begin, len;
-  __global const real *p = row_chunk(x, group, row_len, chunk_len, chunks, &begin, &len);
+  uint lane = lid & (seg - 1);
+  ulong item = get_group_id(0) * (WG_SIZE / seg) + lid / seg;
+  bool active = item < rows * chunks;
+  ulong begin = 0, len = 0;
+  __global const real *p = x;
   acc2_t total = (acc2_t)(0);
-  for (ulong i = lid; i < len; i += WG_SIZE) total = kahan_add(total, LOAD(i, p));
-  partial_sums[lid] = total.x;
+  if (active) {
+    p = row_chunk(x, item, row_len, chunk_len, chunks, &begin, &len);
+    for (ulong i = lane; i < len; i += seg) total = kahan_add(total, LOAD(i, p));
+  }
+  lane_sums[lid] = total.x;
   barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint stride = WG_SIZE / 2; stride > 0; stride /= 2) {
-    if (lid < stride) partial_sums[lid] += partial_sums[lid + stride];
+  for (uint stride = seg / 2; stride > 0; stride /= 2) {
+    if (lane < stride) lane_sums[lid] += lane_sums[lid + stride];
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  if (lid == 0) store_sum(out, partial, group, partial_sums[0], chunks, row_len);
+  if (active && lane == 0) store_sum(out, partial, item, lane_sums[lid], chunks, p, row_len, 1);
 }
 
 /* Launch as gap_rows_wg. */
 __kernel void gmp_rows_wg(__global const real *x, __global real *out, __global long *indices,
-                          ulong rows, ulong row_len, ulong chunk_len, uint chunks) {
+                          ulong rows, ulong row_len, ulong chunk_len, uint chunks, uint seg) {
   __local acc_t best_value[WG_SIZE];
   __local long best_index[WG_SIZE];
-  ulong group = get_group_id(0);
   uint lid = (uint)get_local_id(0);
-  if (group >= rows * chunks) return; /* whole work-group: no barrier is skipped by part of it */
-  ulong begin, len;
-  __global const real *p = row_chunk(x, group, row_len, chunk_len, chunks, &begin, &len);
-  /* Work-items past the end start from element 0, a valid candidate that cannot change the
-   * answer: ties keep the smaller index. */
-  acc_t best = LOAD(0, p);
-  long index = 0;
-  for (ulong i = lid; i < len; i += WG_SIZE) {
-    acc_t v = LOAD(i, p);
-    if (max_is_better(v, (long)i, best, index)) { best = v; index = (long)i; }
+  uint lane = lid & (seg - 1);
+  ulong item = get_group_id(0) * (WG_SIZE / seg) + lid / seg;
+  bool active = item < rows * chunks;
+  /* Lanes past the end keep -inf at index len: no candidate loses to them (ties keep the smaller
+   * index, and any value, NaN included, beats -inf or equals it at a smaller index). */
+  acc_t best = -INFINITY;
+  long index = LONG_MAX;
+  ulong begin = 0;
+  if (active) {
+    ulong len;
+    __global const real *p = row_chunk(x, item, row_len, chunk_len, chunks, &begin, &len);
+    for (ulong i = lane; i < len; i += seg) {
+      acc_t v = LOAD(i, p);
+      if (max_is_better(v, (long)i, best, index)) { best = v; index = (long)i; }
+    }
   }
   best_value[lid] = best;
   best_index[lid] = index;
   barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint stride = WG_SIZE / 2; stride > 0; stride /= 2) {
-    if (lid < stride &&
+  for (uint stride = seg / 2; stride > 0; stride /= 2) {
+    if (lane < stride &&
         max_is_better(best_value[lid + stride], best_index[lid + stride], best_value[lid],
                       best_index[lid])) {
       best_value[lid] = best_value[lid + stride];
@@ -298,9 +359,9 @@ __kernel void gmp_rows_wg(__global const real *x, __global real *out, __global l
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  if (lid == 0) {
-    STORE(best_value[0], group, out);
-    if (indices) indices[group] = (long)begin + best_index[0];
+  if (active && lane == 0) {
+    STORE(best_value[lid], item, out);
+    if (indices) indices[item] = (long)begin + best_index[lid];
   }
 }
 
@@ -318,11 +379,12 @@ __kernel void gap_channels_last(__global const real *x, __global real *out,
   ulong n = sample_chunk / chunks, chunk = sample_chunk % chunks;
   ulong begin = chunk * chunk_len;
   ulong lanes = min((ulong)VEC, channels - c0);
+  __global const real *plane = x + n * spatial * channels + c0;
   acc_t sums[VEC];
-  sum_channel_group(x + (n * spatial + begin) * channels + c0, min(chunk_len, spatial - begin),
-                    channels, lanes, sums);
+  sum_channel_group(plane + begin * channels, min(chunk_len, spatial - begin), channels, lanes, sums);
   for (ulong j = 0; j < lanes; ++j)
-    store_sum(out, partial, ((n * channels) + c0 + j) * chunks + chunk, sums[j], chunks, spatial);
+    store_sum(out, partial, ((n * channels) + c0 + j) * chunks + chunk, sums[j], chunks,
+              plane + j, spatial, channels);
 }
 
 /* Launch as gap_channels_last. */
@@ -349,14 +411,19 @@ __kernel void gmp_channels_last(__global const real *x, __global real *out,
 /* ------------------------------------------------- pass 2 */
 
 /* Launch: 1-D, global size >= rows. Folds partial[row * chunks + k], k = 0..chunks-1, in order,
- * and stores the mean over row_len elements. */
+ * and stores the mean over row_len elements. x locates each row for finish_mean's slow path:
+ * channels-first rows are contiguous; channels-last row (n, c) starts at x + n * row_len *
+ * channels + c with stride channels. */
 __kernel void gap_combine(__global const acc_t *partial, __global real *out, ulong rows,
-                          uint chunks, ulong row_len) {
+                          uint chunks, ulong row_len, __global const real *x, ulong channels,
+                          int channels_last) {
   ulong row = get_global_id(0);
   if (row >= rows) return;
   acc2_t total = (acc2_t)(0);
   for (uint k = 0; k < chunks; ++k) total = kahan_add(total, partial[row * chunks + k]);
-  STORE(total.x / (acc_t)row_len, row, out);
+  __global const real *start =
+      channels_last ? x + (row / channels) * row_len * channels + row % channels : x + row * row_len;
+  STORE(finish_mean(total.x, start, row_len, channels_last ? channels : 1), row, out);
 }
 
 /* Launch as gap_combine; partial_indices are row-relative already. */
@@ -379,8 +446,8 @@ __kernel void gmp_combine(__global const real *partial, __global const long *par
 
 /* A batch whose samples differ in spatial size: sample n starts at element offsets[n] of x and
  * has spatial[n] positions (channels-first: C contiguous planes of spatial[n] elements;
- * channels-last: spatial[n] positions of C contiguous channels). One launch pools every sample
- * over its own extent; planes are not chunked.
+ * channels-last: spatial[n] positions of C contiguous channels; fewer than 2^31). One launch pools
+ * every sample over its own extent; planes are not chunked.
  * Launch: 2-D, global size (>= channels, or >= ceil(channels / 8) when channels_last, >= batch).
  * Work-item (g, n) writes out[n * channels + c] for plane c = g, or channels [8g, 8g + 8). */
 __kernel void gap_ragged(__global const real *x, __global const ulong *offsets,
@@ -391,13 +458,16 @@ __kernel void gap_ragged(__global const real *x, __global const ulong *offsets,
   if (c0 >= channels || n >= batch) return;
   ulong len = spatial[n];
   if (!channels_last) {
-    STORE(sum_contiguous(x + offsets[n] + c0 * len, len) / (acc_t)len, n * channels + c0, out);
+    __global const real *plane = x + offsets[n] + c0 * len;
+    STORE(finish_mean(sum_contiguous(plane, len), plane, len, 1), n * channels + c0, out);
     return;
   }
   ulong lanes = min((ulong)VEC, channels - c0);
   acc_t sums[VEC];
-  sum_channel_group(x + offsets[n] + c0, len, channels, lanes, sums);
-  for (ulong j = 0; j < lanes; ++j) STORE(sums[j] / (acc_t)len, n * channels + c0 + j, out);
+  __global const real *first = x + offsets[n] + c0;
+  sum_channel_group(first, len, channels, lanes, sums);
+  for (ulong j = 0; j < lanes; ++j)
+    STORE(finish_mean(sums[j], first + j, len, channels), n * channels + c0 + j, out);
 }
 
 /* Launch as gap_ragged; indices (when not NULL) are positions within the sample's plane. */

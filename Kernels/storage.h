@@ -11,6 +11,9 @@
  *            acc8_t gives)
  * LOAD(i, p)   element i of p as acc_t;   LOAD8(i, p)  the i-th 8-element vector of p as acc8_t
  * STORE(v, i, p)  p[i] = v, rounded to the nearest real (ties to even)
+ * INDEX_MASK8(m)  a mask8_t as the int8 mask that selects int8 positions (positions are never
+ *            long8: see pool.cl, Portability)
+ * ACC_MAX    the largest finite acc_t
  *
  * Every kernel file includes this; the host puts it first in the program, so the include guard
  * makes the #include lines there dead (a driver compiling a string cannot open files).
@@ -26,6 +29,8 @@ typedef double2 acc2_t;
 typedef double4 acc4_t;
 typedef double8 acc8_t;
 typedef long8 mask8_t;
+#define INDEX_MASK8(m) convert_int8(m)
+#define ACC_MAX DBL_MAX
 #define LOAD(i, p) ((acc_t)(p)[i])
 #define LOAD8(i, p) vload8((i), (p))
 #define STORE(v, i, p) ((p)[i] = (real)(v))
@@ -36,6 +41,8 @@ typedef float2 acc2_t;
 typedef float4 acc4_t;
 typedef float8 acc8_t;
 typedef int8 mask8_t;
+#define INDEX_MASK8(m) (m)
+#define ACC_MAX FLT_MAX
 #define LOAD(i, p) vload_half((size_t)(i), (p))
 #define LOAD8(i, p) vload_half8((size_t)(i), (p))
 #define STORE(v, i, p) vstore_half_rte((v), (size_t)(i), (p))
@@ -46,6 +53,8 @@ typedef float2 acc2_t;
 typedef float4 acc4_t;
 typedef float8 acc8_t;
 typedef int8 mask8_t;
+#define INDEX_MASK8(m) (m)
+#define ACC_MAX FLT_MAX
 #define LOAD(i, p) ((acc_t)(p)[i])
 #define LOAD8(i, p) vload8((i), (p))
 #define STORE(v, i, p) ((p)[i] = (real)(v))

@@ -126,8 +126,8 @@ public struct BackendSelection: Equatable, Sendable {
           do {
             let backend = try openCLBackend(candidate, options)
             try backend.checkSupport(type)
-            // Calls too small to pay for a launch run on the CPU (break-even measured here).
-            return try DispatchingBackend(device: backend, cpu: CPUBackend(options: options))
+            // Calls too small to pay for a launch run on the CPU (DispatchRule).
+            return DispatchingBackend(device: backend, cpu: CPUBackend(options: options))
           } catch {
             let next = position + 1 < candidates.count ? "trying the next device" : "using the CPU backend"
             note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable (\(Self.firstLine(error))); \(next)")

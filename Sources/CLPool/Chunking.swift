@@ -1,20 +1,16 @@
-/// How a reduction splits each plane of `length` elements into consecutive chunks so that a few
-/// large planes still keep every core busy. Chunk boundaries depend only on the shape and the
-/// device, never on timing, so partial results combine in a fixed order (deterministic output).
+/// How a reduction splits each plane of `length` elements into consecutive chunks of `chunkLength`
+/// (the last may be shorter), so that a few large planes still keep every core busy. The chunk
+/// length is a function of the plane size and the device only, never of the batch or of timing,
+/// so partial results combine in a fixed order (deterministic, batch-invariant output).
 struct Chunking: Equatable {
   let length: Int
   let chunkLength: Int
   var chunks: Int { (length + chunkLength - 1) / chunkLength }
 
-  /// Splits into at most `maximumChunks` chunks of at least `minimumChunkLength` elements each,
-  /// chunk lengths rounded up to a multiple of `granule`.
-  init(length: Int, maximumChunks: Int, minimumChunkLength: Int, granule: Int) {
-    precondition(length > 0 && granule > 0)
-    let byCount = (length - 1) / max(1, maximumChunks) + 1  // ceil without overflow
-    let wanted = max(byCount, minimumChunkLength)
-    let rounded = (wanted + granule - 1) / granule * granule
+  init(length: Int, chunkLength: Int) {
+    precondition(length > 0 && chunkLength > 0)
     self.length = length
-    chunkLength = min(rounded, length)
+    self.chunkLength = min(chunkLength, length)
   }
 
   /// Where item `plane * chunks + chunk` lies in contiguous planes of `length` elements.

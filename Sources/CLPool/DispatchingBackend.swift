@@ -1,61 +1,27 @@
-import Foundation
-
-/// What `auto` returns when it picks an OpenCL GPU or accelerator: calls run on the device unless
-/// their input is too small to pay for a device launch, in which case the CPU backend runs them.
-/// The break-even size is measured when the backend is made, per device, not guessed. Device
+/// What `auto` returns when it picks an OpenCL GPU or accelerator: a call runs on the device unless
+/// it is too small to pay for a device launch (and, for host tensors, the trip over the bus), in
+/// which case the CPU backend runs it. Where a call goes follows `DispatchRule`, a rule per
+/// operation written down from the call's size, never a timing, so the same call goes the same
+/// way in every process and gives the same bits. `backend(for:)` says where a call goes; the CLI
+/// reports that backend, and its stream, shard and MPI paths route a whole job once. Device
 /// tensors (`device.upload`) always stay on the device: use `device` for them.
 ///
-/// Thread safety: both backends are thread-safe and the threshold is immutable.
+/// Thread safety: both backends are thread-safe and the rule is immutable.
 public final class DispatchingBackend: Backend, @unchecked Sendable {
   public let device: OpenCLBackend
   public let cpu: CPUBackend
-  /// Inputs with fewer elements than this run on the CPU.
-  public let threshold: Int
+  public let rule: DispatchRule
 
   public var kind: BackendKind { .opencl }
-  public var deviceName: String {
-    switch threshold {
-    case 0: return device.deviceName
-    case Int.max: return "\(device.deviceName); every call on the CPU (faster here at every size measured)"
-    default: return "\(device.deviceName); inputs under \(threshold) elements on the CPU"
-    }
-  }
+  public var deviceName: String { "\(device.deviceName); \(rule.description) on the CPU" }
 
-  /// - Parameter threshold: the break-even element count; nil measures it (a few milliseconds).
-  public init(device: OpenCLBackend, cpu: CPUBackend, threshold: Int? = nil) throws {
+  public init(device: OpenCLBackend, cpu: CPUBackend, rule: DispatchRule = DispatchRule()) {
     self.device = device
     self.cpu = cpu
-    self.threshold = try threshold ?? DispatchingBackend.measureBreakEven(device, cpu)
+    self.rule = rule
   }
 
-  /// Fits time = launch + size · per-element to global average pooling of a small and a larger
-  /// input on each backend, and returns the size where the two lines cross (0 when the device is
-  /// never slower, `Int.max` when it is never faster).
-  static func measureBreakEven(_ device: OpenCLBackend, _ cpu: CPUBackend) throws -> Int {
-    var random = SplitMix64(seed: 1)
-    let small = try TestData.uniform([1, 64, 8, 8], in: -1..<1, random: &random)
-    let large = try TestData.uniform([1, 64, 64, 64], in: -1..<1, random: &random)
-    func fastest(_ backend: any Backend, _ x: Tensor) throws -> Double {
-      _ = try backend.globalAveragePool(x, layout: .channelsFirst, keepDims: false)  // warm-up
-      var best = Double.infinity
-      for _ in 0..<5 {
-        let start = DispatchTime.now().uptimeNanoseconds
-        _ = try backend.globalAveragePool(x, layout: .channelsFirst, keepDims: false)
-        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-      }
-      return best
-    }
-    let (deviceSmall, deviceLarge) = (try fastest(device, small), try fastest(device, large))
-    let (cpuSmall, cpuLarge) = (try fastest(cpu, small), try fastest(cpu, large))
-    let span = Double(large.count - small.count)
-    let (devicePerElement, cpuPerElement) = ((deviceLarge - deviceSmall) / span, (cpuLarge - cpuSmall) / span)
-    let (deviceLaunch, cpuLaunch) = (deviceSmall - devicePerElement * Double(small.count), cpuSmall - cpuPerElement * Double(small.count))
-    guard deviceLaunch > cpuLaunch else { return 0 }
-    guard cpuPerElement > devicePerElement else { return Int.max }
-    return Int(min((deviceLaunch - cpuLaunch) / (cpuPerElement - devicePerElement), Double(Int.max / 2)))
-  }
-
-  private func pick(_ elements: Int) -> any Backend { elements < threshold ? cpu : device }
+  public func backend(for work: Work) -> any Backend { rule.runsOnDevice(work) ? device : cpu }
 
   /// Both backends must have the type: the call may go to either.
   public func checkSupport(_ type: ScalarType) throws {
@@ -63,51 +29,89 @@ public final class DispatchingBackend: Backend, @unchecked Sendable {
     try cpu.checkSupport(type)
   }
 
-  public func globalAveragePool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout, keepDims: Bool) throws
-    -> TypedTensor<S>
+  public func computePool<S: StorageScalar>(
+    _ input: TypedTensor<S>, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool
+  ) throws -> PooledPlanes<S> {
+    try backend(for: .pool(elements: input.count)).computePool(input, geometry, operation, returnIndices: returnIndices)
+  }
+
+  public func computePool<S: StorageScalar>(_ batch: RaggedBatch<S>, _ operation: PoolOperation, returnIndices: Bool)
+    throws -> PooledPlanes<S>
   {
-    try pick(input.count).globalAveragePool(input, layout: layout, keepDims: keepDims)
+    try backend(for: .pool(elements: batch.scalars.count)).computePool(batch, operation, returnIndices: returnIndices)
   }
 
-  public func globalMaxPool<S: StorageScalar>(
-    _ input: TypedTensor<S>, layout: Layout, keepDims: Bool, returnIndices: Bool
-  ) throws -> MaxPoolResult<S> {
-    try pick(input.count).globalMaxPool(input, layout: layout, keepDims: keepDims, returnIndices: returnIndices)
+  public func computeDense<S: StorageScalar>(
+    _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, _ geometry: DenseGeometry,
+    _ activation: Activation
+  ) throws -> [S] {
+    try backend(for: .dense(geometry)).computeDense(input, weight, bias, geometry, activation)
   }
 
-  public func globalAveragePool<S: StorageScalar>(_ batch: RaggedBatch<S>) throws -> TypedTensor<S> {
-    try pick(batch.scalars.count).globalAveragePool(batch)
+  public func computeHead<S: StorageScalar>(
+    _ features: TypedTensor<S>, _ pool: PoolGeometry, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?,
+    _ geometry: DenseGeometry, _ activation: Activation
+  ) throws -> [S] {
+    try backend(for: .head(pool, geometry)).computeHead(features, pool, weight, bias, geometry, activation)
   }
 
-  public func globalMaxPool<S: StorageScalar>(_ batch: RaggedBatch<S>, returnIndices: Bool) throws -> MaxPoolResult<S> {
-    try pick(batch.scalars.count).globalMaxPool(batch, returnIndices: returnIndices)
+  public func computePoolBackward(_ gradient: Tensor, indices: [Int64]?, _ geometry: PoolGeometry) throws -> [Float] {
+    try backend(for: .pool(elements: geometry.planes * geometry.spatialSize))
+      .computePoolBackward(gradient, indices: indices, geometry)
+  }
+}
+
+/// The size of a call, as `DispatchRule` weighs it.
+public enum Work: Sendable {
+  /// Pooling (forward, ragged or backward) over this many input elements.
+  case pool(elements: Int)
+  case dense(DenseGeometry)
+  case head(PoolGeometry, DenseGeometry)
+
+  /// Multiply-adds of the product (dense, head), or 0.
+  var multiplyAdds: Double {
+    switch self {
+    case .pool: return 0
+    case .dense(let geometry), .head(_, let geometry):
+      return Double(geometry.rows) * Double(geometry.inputs) * Double(geometry.outputs)
+    }
+  }
+}
+
+/// Where `DispatchingBackend` runs a call: on the device from a fixed size per operation up,
+/// below it on the CPU. Pooling is bound by memory, so it pays for a launch and a copy over the
+/// bus only from millions of elements; dense and the head are bound by arithmetic, so they go
+/// to the device once the product has tens of millions of multiply-adds (the ResNet-50 head
+/// from about N = 16), whatever the pooling part adds. The numbers are a rule, not a timing:
+/// every process decides alike. `scripts/gpu-check` measures the break-even of each operation
+/// on a real GPU, which is how these numbers are to be revised.
+public struct DispatchRule: Equatable, Sendable, CustomStringConvertible {
+  /// Pooling calls with at least this many input elements run on the device.
+  public var poolElements: Int
+  /// Dense and head calls with at least this many multiply-adds run on the device.
+  public var multiplyAdds: Double
+
+  public init(poolElements: Int = 1 << 21, multiplyAdds: Double = 32_000_000) {
+    self.poolElements = poolElements
+    self.multiplyAdds = multiplyAdds
   }
 
-  public func dense<S: StorageScalar>(
-    _ input: TypedTensor<S>, weight: TypedTensor<S>, bias: TypedTensor<S>?, weightLayout: WeightLayout,
-    activation: Activation
-  ) throws -> TypedTensor<S> {
-    try pick(input.count + weight.count).dense(
-      input, weight: weight, bias: bias, weightLayout: weightLayout, activation: activation)
+  /// Every call on the device, or every call on the CPU.
+  public static let deviceOnly = DispatchRule(poolElements: 0, multiplyAdds: 0)
+  public static let cpuOnly = DispatchRule(poolElements: .max, multiplyAdds: .infinity)
+
+  public func runsOnDevice(_ work: Work) -> Bool {
+    switch work {
+    case .pool(let elements): return elements >= poolElements
+    case .dense, .head: return work.multiplyAdds >= multiplyAdds
+    }
   }
 
-  public func head<S: StorageScalar>(
-    _ features: TypedTensor<S>, layout: Layout, weight: TypedTensor<S>, bias: TypedTensor<S>?,
-    weightLayout: WeightLayout, activation: Activation
-  ) throws -> TypedTensor<S> {
-    try pick(features.count + weight.count).head(
-      features, layout: layout, weight: weight, bias: bias, weightLayout: weightLayout, activation: activation)
-  }
-
-  public func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor {
-    try pick(try Tensor.elementCount(of: inputShape)).globalAveragePoolBackward(
-      gradient, inputShape: inputShape, layout: layout)
-  }
-
-  public func globalMaxPoolBackward(_ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout)
-    throws -> Tensor
-  {
-    try pick(try Tensor.elementCount(of: inputShape)).globalMaxPoolBackward(
-      gradient, indices: indices, inputShape: inputShape, layout: layout)
+  public var description: String {
+    switch self {
+    case .deviceOnly: return "no call"
+    case .cpuOnly: return "every call"
+    default: return "pooling under \(poolElements) elements and products under \(Int(multiplyAdds)) multiply-adds"
+    }
   }
 }

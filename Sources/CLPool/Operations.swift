@@ -183,7 +183,7 @@ public struct DenseGeometry: Equatable, Sendable {
 }
 
 /// The shapes of a classifier head, dense(globalAveragePool(features)), validated together.
-func headGeometry(
+public func headGeometry(
   _ features: [Int], _ layout: Layout, _ weight: [Int], _ bias: [Int]?, _ weightLayout: WeightLayout
 ) throws -> (pool: PoolGeometry, dense: DenseGeometry) {
   let pool = try PoolGeometry(shape: features, layout: layout)

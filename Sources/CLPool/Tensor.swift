@@ -10,6 +10,17 @@ public enum ScalarType: String, CaseIterable, Sendable {
     case .float64: return 8
     }
   }
+
+  /// The Swift type that stores this type's elements. This is the one place a run-time
+  /// `ScalarType` becomes a static type: generic code opens it, as in
+  /// `func run<S: StorageScalar>(_: S.Type)` called as `run(type.staticType)`.
+  public var staticType: any StorageScalar.Type {
+    switch self {
+    case .float16: return Float16.self
+    case .float32: return Float.self
+    case .float64: return Double.self
+    }
+  }
 }
 
 /// A tensor element type: `Float16`, `Float` or `Double`, the only conformances the library

@@ -2,7 +2,11 @@ import ArgumentParser
 import CLPool
 import Foundation
 
-extension BenchmarkCase.Operation: ExpressibleByArgument {}
+extension BenchmarkCase.Operation: ExpressibleByArgument {
+  public init?(argument: String) { self.init(name: argument) }
+  public static var allValueStrings: [String] { allCases.map(\.name) }
+  public var defaultValueDescription: String { name }
+}
 
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -25,7 +29,7 @@ struct BenchCommand: ParsableCommand {
   var classes = 1000
 
   @Option(help: "channels-first (nchw, ...) or channels-last (nhwc, ...).")
-  var layout: Layout = .channelsFirst
+  var layout: LayoutArgument = .channelsFirst
 
   @Option(help: "Storage type: float16 (float32 arithmetic), float32 or float64.")
   var dtype: ScalarType = .float32
@@ -43,7 +47,10 @@ struct BenchCommand: ParsableCommand {
 
   func validate() throws {
     guard classes > 0 else { throw ValidationError("--classes must be positive") }
-    guard minTime >= 0, repetitions > 0 else { throw ValidationError("--min-time must be >= 0 and --repetitions > 0") }
+    guard minTime >= 0, minTime <= 3600 else { throw ValidationError("--min-time must be from 0 to 3600 seconds") }
+    guard (1...Benchmark.maximumRepetitions).contains(repetitions) else {
+      throw ValidationError("--repetitions must be from 1 to \(Benchmark.maximumRepetitions)")
+    }
   }
 
   private func cases() throws -> [BenchmarkCase] {
@@ -52,10 +59,11 @@ struct BenchCommand: ParsableCommand {
         BenchmarkCase($0.operation, $0.shape, layout: $0.layout, classes: $0.classes, scalarType: dtype)
       }
     }
-    let operation = op ?? .avg
+    let operation = op ?? .pool(.average)
     return [
       BenchmarkCase(
-        operation, try BenchmarkCase.parseShape(shape, for: operation), layout: layout, classes: classes, scalarType: dtype)
+        operation, try BenchmarkCase.parseShape(shape, for: operation), layout: layout.layout, classes: classes,
+        scalarType: dtype)
     ]
   }
 
@@ -82,7 +90,7 @@ struct BenchCommand: ParsableCommand {
         results.append(result)
         if !json {
           print(row([
-            result.op, Tensor.describe(result.shape), result.layout.map { $0 == "channels-first" ? "nc.." : "n..c" } ?? "-",
+            result.op, Tensor.describe(result.shape), result.layout.map { layoutName($0, rank: result.shape.count) } ?? "-",
             result.dtype, result.backend, milliseconds(result.median_s), milliseconds(result.min_s),
             result.kernel_median_s.map(milliseconds) ?? "-", String(format: "%.1f", result.gbps),
             result.gflops.map { String(format: "%.1f", $0) } ?? "-", "\(result.repetitions)",
@@ -96,6 +104,12 @@ struct BenchCommand: ParsableCommand {
     } else {
       for backend in backends { print("backend \(backend.label)") }
     }
+  }
+
+  /// "nchw", "nhwc", "ncl", …
+  private func layoutName(_ layout: String, rank: Int) -> String {
+    let spatial = ["l", "hw", "dhw"][max(0, min(2, rank - 3))]
+    return layout == Layout.channelsFirst.rawValue ? "nc" + spatial : "n" + spatial + "c"
   }
 
   private func milliseconds(_ seconds: Double) -> String { String(format: "%.3f ms", seconds * 1e3) }

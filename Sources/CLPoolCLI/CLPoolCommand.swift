@@ -21,7 +21,9 @@ struct CLPoolCommand: ParsableCommand {
       var command = try parseAsRoot()
       try command.run()
     } catch let error as CLPoolError {
-      fail(error.description, status: error.isUsageError ? 2 : 1)
+      var log: String?
+      if case .openCL(let failure) = error { log = failure.buildLog }
+      fail(error.description, status: error.isUsageError ? 2 : 1, buildLog: log)
     } catch let exit as ExitCode {
       Foundation.exit(exit.rawValue)
     } catch {
@@ -37,33 +39,12 @@ struct CLPoolCommand: ParsableCommand {
     }
   }
 
-  static func fail(_ message: String, status: Int32) -> Never {
+  /// One line on stderr; with `--verbose`, a failed OpenCL build's whole log follows it.
+  static func fail(_ message: String, status: Int32, buildLog: String? = nil) -> Never {
     let firstLine = message.split(separator: "\n", omittingEmptySubsequences: false).first ?? ""
-    let rest = message.dropFirst(firstLine.count)
-    // A build log is the one multi-line payload worth keeping; it follows the one-line error.
-    FileHandle.standardError.write(Data(("clpool: " + firstLine + "\n" + rest + (rest.isEmpty ? "" : "\n")).utf8))
+    var text = "clpool: \(firstLine)\n"
+    if let buildLog, CommandLine.arguments.contains("--verbose") { text += buildLog + "\n" }
+    FileHandle.standardError.write(Data(text.utf8))
     Foundation.exit(status)
   }
-}
-
-/// `--backend` / `--device`, shared by every subcommand that computes.
-struct BackendOptionGroup: ParsableArguments {
-  @Option(help: "auto, cpu or opencl (default: $CLPOOL_BACKEND, else auto).")
-  var backend: String?
-
-  @Option(help: "OpenCL device index or name substring (default: $CLPOOL_DEVICE).")
-  var device: String?
-
-  func selection() throws -> BackendSelection {
-    try BackendSelection.resolve(backend: backend, device: device)
-  }
-}
-
-/// Writes one JSON document to stdout.
-func printJSON<Value: Encodable>(_ value: Value) throws {
-  let encoder = JSONEncoder()
-  encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-  encoder.nonConformingFloatEncodingStrategy = .convertToString(
-    positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-  print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }

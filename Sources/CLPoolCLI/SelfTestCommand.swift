@@ -39,8 +39,11 @@ struct SelfTestCommand: ParsableCommand {
     let backends = try selection.makeAllBackends(options: BackendOptions(poisonOutputs: true))
     let seed = self.seed ?? UInt64.random(in: 0...UInt64.max)
     let cases = SelfTestCase.standard.filter { filter == nil || $0.description.contains(filter!) }
+    guard !cases.isEmpty else {
+      throw CLPoolError.invalidArgument("--filter '\(filter ?? "")' matches no case (case names look like 'avg nchw 8x2048x7x7')")
+    }
     let table = ResultTable(json: json)
-    table.header(backends: backends, seed: seed)
+    table.header(cases: cases.count, backends: backends, seed: seed)
     let start = Date()
     var results: [SelfTestResult] = []
     for round in 1...rounds {
@@ -81,9 +84,9 @@ private struct ResultTable {
     value.isFinite ? String(format: "%.2e", value) : "inf"
   }
 
-  func header(backends: [any Backend], seed: UInt64) {
+  func header(cases: Int, backends: [any Backend], seed: UInt64) {
     guard !json else { return }
-    print("clpool selftest: \(SelfTestCase.standard.count) cases x \(backends.count) backends, seed \(seed)")
+    print("clpool selftest: \(cases) cases x \(backends.count) backends, seed \(seed)")
     for backend in backends { print("  backend \(backend.label)") }
     print(
       pad("BACKEND", 7) + "  " + pad("DEVICE", 24) + "  " + pad("OP", 26) + "  " + pad("SHAPE", 18) + "  "

@@ -158,34 +158,30 @@ final class NoFloat64Backend: Backend, @unchecked Sendable {
   func checkSupport(_ type: ScalarType) throws {
     guard type != .float64 else { throw CLPoolError.unavailable("this test device does not report cl_khr_fp64") }
   }
-  func globalAveragePool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout, keepDims: Bool) throws -> TypedTensor<S> {
-    try base.globalAveragePool(input, layout: layout, keepDims: keepDims)
+  func computePool<S: StorageScalar>(
+    _ input: TypedTensor<S>, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool
+  ) throws -> PooledPlanes<S> {
+    try base.computePool(input, geometry, operation, returnIndices: returnIndices)
   }
-  func globalMaxPool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout, keepDims: Bool, returnIndices: Bool) throws
-    -> MaxPoolResult<S>
+  func computePool<S: StorageScalar>(_ batch: RaggedBatch<S>, _ operation: PoolOperation, returnIndices: Bool) throws
+    -> PooledPlanes<S>
   {
-    try base.globalMaxPool(input, layout: layout, keepDims: keepDims, returnIndices: returnIndices)
+    try base.computePool(batch, operation, returnIndices: returnIndices)
   }
-  func globalAveragePool<S: StorageScalar>(_ batch: RaggedBatch<S>) throws -> TypedTensor<S> { try base.globalAveragePool(batch) }
-  func globalMaxPool<S: StorageScalar>(_ batch: RaggedBatch<S>, returnIndices: Bool) throws -> MaxPoolResult<S> {
-    try base.globalMaxPool(batch, returnIndices: returnIndices)
+  func computeDense<S: StorageScalar>(
+    _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, _ geometry: DenseGeometry,
+    _ activation: Activation
+  ) throws -> [S] {
+    try base.computeDense(input, weight, bias, geometry, activation)
   }
-  func dense<S: StorageScalar>(
-    _ input: TypedTensor<S>, weight: TypedTensor<S>, bias: TypedTensor<S>?, weightLayout: WeightLayout, activation: Activation
-  ) throws -> TypedTensor<S> {
-    try base.dense(input, weight: weight, bias: bias, weightLayout: weightLayout, activation: activation)
+  func computeHead<S: StorageScalar>(
+    _ features: TypedTensor<S>, _ pool: PoolGeometry, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?,
+    _ geometry: DenseGeometry, _ activation: Activation
+  ) throws -> [S] {
+    try base.computeHead(features, pool, weight, bias, geometry, activation)
   }
-  func head<S: StorageScalar>(
-    _ features: TypedTensor<S>, layout: Layout, weight: TypedTensor<S>, bias: TypedTensor<S>?, weightLayout: WeightLayout,
-    activation: Activation
-  ) throws -> TypedTensor<S> {
-    try base.head(features, layout: layout, weight: weight, bias: bias, weightLayout: weightLayout, activation: activation)
-  }
-  func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor {
-    try base.globalAveragePoolBackward(gradient, inputShape: inputShape, layout: layout)
-  }
-  func globalMaxPoolBackward(_ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout) throws -> Tensor {
-    try base.globalMaxPoolBackward(gradient, indices: indices, inputShape: inputShape, layout: layout)
+  func computePoolBackward(_ gradient: Tensor, indices: [Int64]?, _ geometry: PoolGeometry) throws -> [Float] {
+    try base.computePoolBackward(gradient, indices: indices, geometry)
   }
 }
 

@@ -61,6 +61,8 @@ static cl_int CL_API_CALL get_device_info(cl_device_id d, cl_device_info name, s
   cl_uint units = 4;
   cl_ulong memory = 1ul << 30;
   size_t group = 256;
+  cl_uint align_bits = 1024;
+  cl_bool unified = CL_FALSE;
   cl_device_type type = CL_DEVICE_TYPE_GPU;
   const char *text = NULL;
   switch (name) {
@@ -76,6 +78,8 @@ static cl_int CL_API_CALL get_device_info(cl_device_id d, cl_device_info name, s
   case CL_DEVICE_MAX_MEM_ALLOC_SIZE:
   case CL_DEVICE_LOCAL_MEM_SIZE: return copy_info(&memory, sizeof memory, capacity, value, size);
   case CL_DEVICE_MAX_WORK_GROUP_SIZE: return copy_info(&group, sizeof group, capacity, value, size);
+  case CL_DEVICE_MEM_BASE_ADDR_ALIGN: return copy_info(&align_bits, sizeof align_bits, capacity, value, size);
+  case CL_DEVICE_HOST_UNIFIED_MEMORY: return copy_info(&unified, sizeof unified, capacity, value, size);
   default: return CL_INVALID_VALUE;
   }
   return copy_info(text, strlen(text) + 1, capacity, value, size);

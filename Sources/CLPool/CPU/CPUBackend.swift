@@ -36,33 +36,19 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
   // MARK: Pooling
 
-  public func globalAveragePool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout, keepDims: Bool) throws
-    -> TypedTensor<S>
+  public func computePool<S: StorageScalar>(
+    _ input: TypedTensor<S>, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool
+  ) throws -> PooledPlanes<S> {
+    let (values, indices) = pool(input.scalars, [(0, geometry)], average: operation == .average, returnIndices: returnIndices)
+    return PooledPlanes(values: values, indices: returnIndices ? indices : nil)
+  }
+
+  public func computePool<S: StorageScalar>(_ batch: RaggedBatch<S>, _ operation: PoolOperation, returnIndices: Bool)
+    throws -> PooledPlanes<S>
   {
-    let geometry = try PoolGeometry(shape: input.shape, layout: layout)
-    let (values, _) = pool(input.scalars, [(0, geometry)], average: true, returnIndices: false)
-    return try TypedTensor(shape: geometry.outputShape(keepDims: keepDims), scalars: values)
-  }
-
-  public func globalMaxPool<S: StorageScalar>(
-    _ input: TypedTensor<S>, layout: Layout, keepDims: Bool, returnIndices: Bool
-  ) throws -> MaxPoolResult<S> {
-    let geometry = try PoolGeometry(shape: input.shape, layout: layout)
-    let (values, indices) = pool(input.scalars, [(0, geometry)], average: false, returnIndices: returnIndices)
-    return MaxPoolResult(
-      values: try TypedTensor(shape: geometry.outputShape(keepDims: keepDims), scalars: values),
-      indices: returnIndices ? indices : nil)
-  }
-
-  public func globalAveragePool<S: StorageScalar>(_ batch: RaggedBatch<S>) throws -> TypedTensor<S> {
-    let (values, _) = pool(batch.scalars, try samples(of: batch), average: true, returnIndices: false)
-    return try TypedTensor(shape: batch.outputShape, scalars: values)
-  }
-
-  public func globalMaxPool<S: StorageScalar>(_ batch: RaggedBatch<S>, returnIndices: Bool) throws -> MaxPoolResult<S> {
-    let (values, indices) = pool(batch.scalars, try samples(of: batch), average: false, returnIndices: returnIndices)
-    return MaxPoolResult(
-      values: try TypedTensor(shape: batch.outputShape, scalars: values), indices: returnIndices ? indices : nil)
+    let (values, indices) = pool(
+      batch.scalars, try samples(of: batch), average: operation == .average, returnIndices: returnIndices)
+    return PooledPlanes(values: values, indices: returnIndices ? indices : nil)
   }
 
   private func samples<S: StorageScalar>(of batch: RaggedBatch<S>) throws -> [(offset: Int, geometry: PoolGeometry)] {
@@ -148,12 +134,23 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             into: partial.baseAddress! + slot, outStride: chunks, divisor: partialDivisor)
         })
     }
-    guard chunks > 1 else { return partials }
-    var output = outputBuffer(T.self, geometry.planes)
-    for plane in 0..<geometry.planes {
-      var total = CompensatedSum<T>()
-      for chunk in 0..<chunks { total.add(partials[plane * chunks + chunk]) }
-      output[plane] = total.sum / divisor
+    var output = partials
+    if chunks > 1 {
+      output = outputBuffer(T.self, geometry.planes)
+      for plane in 0..<geometry.planes {
+        var total = CompensatedSum<T>()
+        for chunk in 0..<chunks { total.add(partials[plane * chunks + chunk]) }
+        output[plane] = total.sum / divisor
+      }
+    }
+    // A sum of finite values may overflow where their mean does not: those planes (and planes
+    // with infinities or NaN, whose result stays what IEEE arithmetic gives) are summed again,
+    // scaled. One check per plane on normal data.
+    for plane in 0..<geometry.planes where !output[plane].isFinite {
+      let (start, stride) = geometry.layout == .channelsFirst
+        ? (plane * geometry.spatialSize, 1)
+        : ((plane / geometry.channels) * geometry.spatialSize * geometry.channels + plane % geometry.channels, geometry.channels)
+      output[plane] = CPUPooling.rescaledMean(x + start, count: geometry.spatialSize, stride: stride)
     }
     return output
   }
@@ -217,38 +214,28 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     return (output, indices)
   }
 
-  public func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor {
-    let geometry = try PoolGeometry(gradient: gradient.shape, inputShape: inputShape, layout: layout)
+  public func computePoolBackward(_ gradient: Tensor, indices: [Int64]?, _ geometry: PoolGeometry) throws -> [Float] {
     let divisor = Float(geometry.spatialSize)
-    var dx = outputBuffer(Float.self, try Tensor.elementCount(of: inputShape))
-    dx.withUnsafeMutableBufferPointer { out in
-      parallelFor(out.count, grain: 1 << 16) { range in
-        for i in range { out[i] = gradient.scalars[geometry.planeAndPosition(of: i).plane] / divisor }
-      }
-    }
-    return try Tensor(shape: inputShape, scalars: dx)
-  }
-
-  public func globalMaxPoolBackward(
-    _ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout
-  ) throws -> Tensor {
-    let geometry = try PoolGeometry(gradient: gradient.shape, inputShape: inputShape, layout: layout, indices: indices)
-    var dx = outputBuffer(Float.self, try Tensor.elementCount(of: inputShape))
+    var dx = outputBuffer(Float.self, geometry.planes * geometry.spatialSize)
     dx.withUnsafeMutableBufferPointer { out in
       parallelFor(out.count, grain: 1 << 16) { range in
         for i in range {
           let (plane, position) = geometry.planeAndPosition(of: i)
-          out[i] = Int64(position) == indices[plane] ? gradient.scalars[plane] : 0
+          if let indices {
+            out[i] = Int64(position) == indices[plane] ? gradient.scalars[plane] : 0
+          } else {
+            out[i] = gradient.scalars[plane] / divisor
+          }
         }
       }
     }
-    return try Tensor(shape: inputShape, scalars: dx)
+    return dx
   }
 
+  /// Chunks of `CPUPooling.chunkLength`: the plane size alone decides, never the batch or the
+  /// core count.
   static func chunking(_ geometry: PoolGeometry) -> Chunking {
-    Chunking(
-      length: geometry.spatialSize, maximumChunks: Int.max,
-      minimumChunkLength: CPUPooling.chunkLength, granule: CPUPooling.block)
+    Chunking(length: geometry.spatialSize, chunkLength: CPUPooling.chunkLength)
   }
 
   /// Runs every chunk of every plane, in parallel. channels-first: `rows` gets ranges of items
@@ -287,25 +274,20 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
   // MARK: Dense and the fused head
 
-  public func dense<S: StorageScalar>(
-    _ input: TypedTensor<S>, weight: TypedTensor<S>, bias: TypedTensor<S>?, weightLayout: WeightLayout,
-    activation: Activation
-  ) throws -> TypedTensor<S> {
-    let geometry = try DenseGeometry(
-      input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
-    let values = try product(input, weight, bias, pool: nil, geometry, activation)
-    return try TypedTensor(shape: geometry.outputShape, scalars: values)
+  public func computeDense<S: StorageScalar>(
+    _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, _ geometry: DenseGeometry,
+    _ activation: Activation
+  ) throws -> [S] {
+    try product(input, weight, bias, pool: nil, geometry, activation)
   }
 
   /// The head fused: blocks of samples are pooled into a scratch block that feeds the product
   /// straight away, so the [N, C] intermediate never exists whole and never leaves the call.
-  public func head<S: StorageScalar>(
-    _ features: TypedTensor<S>, layout: Layout, weight: TypedTensor<S>, bias: TypedTensor<S>?,
-    weightLayout: WeightLayout, activation: Activation
-  ) throws -> TypedTensor<S> {
-    let (pool, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
-    let values = try product(features, weight, bias, pool: pool, geometry, activation)
-    return try TypedTensor(shape: geometry.outputShape, scalars: values)
+  public func computeHead<S: StorageScalar>(
+    _ features: TypedTensor<S>, _ pool: PoolGeometry, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?,
+    _ geometry: DenseGeometry, _ activation: Activation
+  ) throws -> [S] {
+    try product(features, weight, bias, pool: pool, geometry, activation)
   }
 
   /// dense (pool nil) or the fused head in S's arithmetic type: x through `Source`, so the

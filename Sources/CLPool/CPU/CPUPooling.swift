@@ -36,6 +36,29 @@ enum CPUPooling {
     return total.sum
   }
 
+  /// The mean of `count` elements spaced `stride` apart, each scaled by 2^-64 before it is added
+  /// (exact, and then no sum of finite values overflows), blocked and compensated as `sum` is, and
+  /// scaled back: the slow path for planes whose plain sum is not finite (Kernels/pool.cl,
+  /// rescaled_mean). The mean of finite values is at most the largest magnitude, so a scaled-back
+  /// mean that rounds past the largest finite value is that value.
+  static func rescaledMean<E: PooledElement>(_ p: UnsafePointer<E>, count: Int, stride: Int) -> E.Arithmetic {
+    typealias T = E.Arithmetic
+    let (down, up): (T, T) = (0x1p-64, 0x1p64)
+    var total = CompensatedSum<T>()
+    var i = 0
+    while i < count {
+      let end = Swift.min(i + block, count)
+      var blockSum: T = 0
+      for j in i..<end { blockSum += E.value(p, j * stride) * down }
+      total.add(blockSum)
+      i = end
+    }
+    let scaled = total.sum / T(count)
+    let mean = scaled * up
+    guard scaled.isFinite, !mean.isFinite else { return mean }
+    return scaled < 0 ? -T.greatestFiniteMagnitude : T.greatestFiniteMagnitude
+  }
+
   /// Sum of at most `block` elements: two 8-lane accumulators (independent add chains), a tree
   /// across lanes, then the tail.
   @inline(__always)

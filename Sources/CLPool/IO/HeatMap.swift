@@ -77,7 +77,7 @@ public enum HeatMap {
       throw CLPoolError.invalidInput("\(url.path): libpng could not encode the image (\(pngMessage(&image)))")
     }
     png_image_free(&image)
-    try AtomicFile.write(Data(encoded.prefix(Int(size))), to: url)
+    try OutputFile.write(Data(encoded.prefix(Int(size))), to: url)
   }
 
   private static func pngMessage(_ image: inout png_image) -> String {

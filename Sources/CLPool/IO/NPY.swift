@@ -4,8 +4,8 @@ import Foundation
 ///
 /// Reading takes float16, float32 or float64 in either byte order, in C order or Fortran order
 /// (transposed into C order), and converts to float32. Writing produces little-endian float32
-/// (`<f4`) or int64 (`<i8`) in C order, through a temporary file renamed into place, so a failure
-/// never leaves a partial file. Every malformed input is a `CLPoolError.invalidInput` naming the
+/// (`<f4`) or int64 (`<i8`) in C order, through `OutputFile`, so a failure never leaves a partial
+/// file and a device, FIFO or link is never replaced. Every malformed input is a `CLPoolError.invalidInput` naming the
 /// file and the problem.
 public enum NPY {
   static let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
@@ -17,16 +17,12 @@ public enum NPY {
     try readTensor(at: url, as: Float.self)
   }
 
-  /// Reads a floating-point array in storage type S (rounded to nearest when S is narrower than
-  /// the file's type; float64 files are read into float64 without passing through float32).
+  /// Reads a floating-point array in storage type S (each element rounded once, to nearest, when
+  /// S is narrower than the file's type). The payload goes straight into the tensor's storage
+  /// (converted a chunk at a time when the types differ), so reading costs about the tensor once.
   public static func readTensor<S: StorageScalar>(at url: URL, as type: S.Type) throws -> TypedTensor<S> {
-    let data: Data
-    do {
-      data = try Data(contentsOf: url)
-    } catch {
-      throw CLPoolError.invalidInput("\(url.path): cannot read (\(AtomicFile.reason(error)))")
-    }
-    return try decodeTensor(data, name: url.path, as: type)
+    let reader = try Reader(path: url.path)
+    return try reader.readAll(as: type)
   }
 
   /// Decodes the bytes of an `.npy` file as float32; `name` appears in error messages.
@@ -39,76 +35,122 @@ public enum NPY {
   public static func decodeTensor<S: StorageScalar>(_ data: Data, name: String, as _: S.Type) throws
     -> TypedTensor<S>
   {
-    let bytes = [UInt8](data)
-    // Header text is echoed in messages: escape control characters so a message stays one line.
-    func fail(_ problem: String) -> CLPoolError {
-      let printable = problem.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }
-      return .invalidInput("\(name): \(printable.joined())")
+    try data.withUnsafeBytes { bytes in
+      let layout = try FileLayout(parsing: bytes, name: name)
+      guard bytes.count - layout.dataOffset == layout.payloadBytes else { throw layout.sizeMismatch(bytes.count - layout.dataOffset) }
+      let values = try elements(UnsafeRawBufferPointer(rebasing: bytes[layout.dataOffset...]), layout, as: S.self)
+      return try TypedTensor(shape: layout.header.shape, scalars: values)
     }
-
-    guard bytes.count >= 10, Array(bytes[0..<6]) == magic else {
-      throw fail("not a .npy file (bad magic; expected \\x93NUMPY)")
-    }
-    let major = bytes[6]
-    let headerLength: Int
-    let headerStart: Int
-    switch major {
-    case 1:
-      headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
-      headerStart = 10
-    case 2, 3:
-      guard bytes.count >= 12 else { throw fail("truncated header") }
-      headerLength = (0..<4).reduce(0) { $0 | Int(bytes[8 + $1]) << (8 * $1) }
-      headerStart = 12
-    default:
-      throw fail("unsupported .npy format version \(major).\(bytes[7]) (supported: 1.0, 2.0, 3.0)")
-    }
-    guard headerStart + headerLength <= bytes.count else {
-      throw fail("truncated header (\(headerLength) bytes announced, \(bytes.count - headerStart) present)")
-    }
-    let headerBytes = bytes[headerStart..<(headerStart + headerLength)]
-    guard let headerText = major == 3 ? String(bytes: headerBytes, encoding: .utf8) : String(bytes: headerBytes, encoding: .isoLatin1)
-    else { throw fail("header is not valid text") }
-    let header: Header
-    do {
-      header = try Header(parsing: headerText)
-    } catch let problem as HeaderProblem {
-      throw fail("malformed header: \(problem.text)")
-    }
-
-    let element = try ElementType(descr: header.descr, fail: fail)
-    let count: Int
-    do {
-      count = try Tensor.elementCount(of: header.shape)
-    } catch {
-      throw fail("shape \(header.shape) is too large")
-    }
-    let dataStart = headerStart + headerLength
-    let (expectedBytes, overflow) = count.multipliedReportingOverflow(by: element.size)
-    guard !overflow, bytes.count - dataStart == expectedBytes else {
-      throw fail(
-        "header says shape \(Tensor.describe(header.shape)) of \(header.descr) (\(overflow ? "too many" : String(expectedBytes)) bytes) "
-          + "but \(bytes.count - dataStart) bytes of data follow")
-    }
-
-    let payload = bytes[dataStart...]
-    // Through float64 when that is the target or the file's type and the target is narrower than
-    // float32 (else float64 → float32 → float16 would round twice).
-    let throughDouble = S.scalarType == .float64 || (S.scalarType == .float16 && element.kind == .float64)
-    let values =
-      throughDouble
-      ? converted(elements(payload, count, header, element.loadDouble), to: S.self)
-      : converted(elements(payload, count, header, element.load), to: S.self)
-    return try TypedTensor(shape: header.shape, scalars: values)
   }
 
-  /// The payload's `count` elements in row-major order, each loaded by `load`. Called with
-  /// concrete T (float32 or float64), so the loop is specialised.
-  private static func elements<T>(
-    _ payload: ArraySlice<UInt8>, _ count: Int, _ header: Header, _ load: (UnsafeRawPointer, Int) -> T
-  ) -> [T] {
-    let values = payload.withUnsafeBytes { raw in (0..<count).map { load(raw.baseAddress!, $0) } }
-    return header.fortranOrder && header.shape.count > 1 ? fortranToC(values, shape: header.shape) : values
+  /// Where a file's data lie: its header, the element type, and the payload's offset and size.
+  struct FileLayout {
+    let header: Header
+    let element: ElementType
+    let dataOffset: Int
+    let count: Int
+    let payloadBytes: Int
+    let fail: (String) -> CLPoolError
+
+    /// The prefix bytes a header needs before `headerLength` can be read.
+    static let prefixBytes = 12
+
+    /// Parses the magic, version and header at the start of `bytes` (which must hold the whole
+    /// header; the payload may or may not follow).
+    init(parsing bytes: UnsafeRawBufferPointer, name: String) throws {
+      // Header text is echoed in messages: escape control characters so a message stays one line.
+      let fail = { (problem: String) -> CLPoolError in
+        let printable = problem.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }
+        return .invalidInput("\(name): \(printable.joined())")
+      }
+      self.fail = fail
+      guard bytes.count >= 10, Array(bytes[0..<6]) == NPY.magic else {
+        throw fail("not a .npy file (bad magic; expected \\x93NUMPY)")
+      }
+      let (major, minor) = (bytes[6], bytes[7])
+      let headerLength: Int
+      let headerStart: Int
+      switch (major, minor) {
+      case (1, 0):
+        headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
+        headerStart = 10
+      case (2, 0), (3, 0):
+        guard bytes.count >= 12 else { throw fail("truncated header") }
+        headerLength = (0..<4).reduce(0) { $0 | Int(bytes[8 + $1]) << (8 * $1) }
+        headerStart = 12
+      default:
+        throw fail("unsupported .npy format version \(major).\(minor) (supported: 1.0, 2.0, 3.0)")
+      }
+      guard headerStart + headerLength <= bytes.count else {
+        throw fail("truncated header (\(headerLength) bytes announced, \(bytes.count - headerStart) present)")
+      }
+      let headerBytes = bytes[headerStart..<(headerStart + headerLength)]
+      guard
+        let headerText = major == 3
+          ? String(bytes: headerBytes, encoding: .utf8) : String(bytes: headerBytes, encoding: .isoLatin1)
+      else { throw fail("header is not valid text") }
+      do {
+        header = try Header(parsing: headerText)
+      } catch let problem as HeaderProblem {
+        throw fail("malformed header: \(problem.text)")
+      }
+      element = try ElementType(descr: header.descr, fail: fail)
+      do {
+        count = try Tensor.elementCount(of: header.shape)
+      } catch {
+        throw fail("shape \(header.shape) is too large")
+      }
+      dataOffset = headerStart + headerLength
+      let (bytes, overflow) = count.multipliedReportingOverflow(by: element.size)
+      payloadBytes = overflow ? Int.max : bytes
+    }
+
+    /// The length of the whole header (magic to payload) from its first `prefixBytes` bytes, or
+    /// nil when those are too few to tell.
+    static func dataOffset(fromPrefix bytes: UnsafeRawBufferPointer) -> Int? {
+      guard bytes.count >= 10, Array(bytes[0..<6]) == NPY.magic else { return nil }
+      if bytes[6] == 1 { return 10 + (Int(bytes[8]) | Int(bytes[9]) << 8) }
+      guard bytes.count >= 12 else { return nil }
+      return 12 + (0..<4).reduce(0) { $0 | Int(bytes[8 + $1]) << (8 * $1) }
+    }
+
+    func sizeMismatch(_ present: Int) -> CLPoolError {
+      let expected = payloadBytes == Int.max ? "too many" : String(payloadBytes)
+      return fail(
+        "header says shape \(Tensor.describe(header.shape)) of \(header.descr) (\(expected) bytes) but \(present) bytes of data follow")
+    }
+  }
+
+  /// The payload's elements in storage type S, in row-major order.
+  private static func elements<S: StorageScalar>(_ payload: UnsafeRawBufferPointer, _ layout: FileLayout, as _: S.Type) throws
+    -> [S]
+  {
+    try HostMemory.check(elements: layout.count, 1, width: S.scalarType.byteWidth, what: "an input array")
+    let values = [S](unsafeUninitializedCapacity: layout.count) { out, initialized in
+      convert(payload, layout.element, into: UnsafeMutableBufferPointer(rebasing: out[0..<layout.count]))
+      initialized = layout.count
+    }
+    return layout.header.fortranOrder && layout.header.shape.count > 1 ? fortranToC(values, shape: layout.header.shape) : values
+  }
+
+  /// Elements of the file's type at `source` (out.count of them) into S: copied when the types
+  /// and byte order agree, else converted a chunk at a time. A float64 file goes to a narrower S
+  /// through float64 (float64 → float32 → float16 would round twice); the rest through float32.
+  static func convert<S: StorageScalar>(_ source: UnsafeRawBufferPointer, _ element: ElementType, into out: UnsafeMutableBufferPointer<S>) {
+    guard out.count > 0 else { return }
+    if element.kind.scalarType == S.scalarType, !element.bigEndian {
+      UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<(out.count * element.size)]))
+      return
+    }
+    let chunk = 1 << 16
+    for begin in stride(from: 0, to: out.count, by: chunk) {
+      let end = min(begin + chunk, out.count)
+      let converted: [S] =
+        element.kind == .float64 || S.scalarType == .float64
+        ? CLPool.converted((begin..<end).map { element.loadDouble(source.baseAddress!, $0) }, to: S.self)
+        : CLPool.converted((begin..<end).map { element.load(source.baseAddress!, $0) }, to: S.self)
+      _ = UnsafeMutableBufferPointer(rebasing: out[begin..<end]).initialize(from: converted)
+    }
   }
 
   /// Column-major to row-major for any rank.
@@ -133,7 +175,10 @@ public enum NPY {
 
   /// The dtypes we read.
   struct ElementType {
-    enum Kind { case float16, float32, float64 }
+    enum Kind {
+      case float16, float32, float64
+      var scalarType: ScalarType { self == .float16 ? .float16 : self == .float32 ? .float32 : .float64 }
+    }
     let kind: Kind
     let bigEndian: Bool
     var size: Int { kind == .float16 ? 2 : kind == .float32 ? 4 : 8 }
@@ -288,7 +333,7 @@ public enum NPY {
   public static func write(_ tensor: Tensor, to url: URL) throws {
     var payload = Data(capacity: tensor.count * 4)
     for value in tensor.scalars { withUnsafeBytes(of: value.bitPattern.littleEndian) { payload.append(contentsOf: $0) } }
-    try AtomicFile.write(encode(descr: "<f4", shape: tensor.shape, payload: payload), to: url)
+    try OutputFile.write(encode(descr: "<f4", shape: tensor.shape, payload: payload), to: url)
   }
 
   /// Writes int64 indices (e.g. max-pool positions) as little-endian `<i8` in C order.
@@ -296,7 +341,7 @@ public enum NPY {
     precondition(indices.count == shape.reduce(1, *))
     var payload = Data(capacity: indices.count * 8)
     for value in indices { withUnsafeBytes(of: value.littleEndian) { payload.append(contentsOf: $0) } }
-    try AtomicFile.write(encode(descr: "<i8", shape: shape, payload: payload), to: url)
+    try OutputFile.write(encode(descr: "<i8", shape: shape, payload: payload), to: url)
   }
 
   /// A complete .npy file: version 1.0 (2.0 when the header needs it), header padded so the data

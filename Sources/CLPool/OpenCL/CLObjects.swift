@@ -28,6 +28,14 @@ final class CLContext {
     OpenCLDiagnostics.created()
   }
 
+  /// Shares a caller's context: retained here, so releasing this object gives back exactly the
+  /// reference it took.
+  init(retaining context: cl_context) throws {
+    try check(clRetainContext(context), "clRetainContext")
+    raw = context
+    OpenCLDiagnostics.created()
+  }
+
   deinit {
     clReleaseContext(raw)
     OpenCLDiagnostics.released()
@@ -39,7 +47,7 @@ final class CLQueue {
 
   init(context: CLContext, device: cl_device_id) throws {
     var status: cl_int = 0
-    // Profiling stays on: `clpool bench` reads kernel-only times from the events.
+    // Profiling stays on: `KernelTimer` reads kernel-only times from the events.
     let queue = clCreateCommandQueue(
       context.raw, device, cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE), &status)
     try check(status, "clCreateCommandQueue")
@@ -50,53 +58,77 @@ final class CLQueue {
     OpenCLDiagnostics.created()
   }
 
+  /// Shares a caller's queue (in-order or out-of-order): retained here, released with this object.
+  init(retaining queue: cl_command_queue) throws {
+    try check(clRetainCommandQueue(queue), "clRetainCommandQueue")
+    raw = queue
+    OpenCLDiagnostics.created()
+  }
+
   deinit {
     clReleaseCommandQueue(raw)
     OpenCLDiagnostics.released()
   }
 
-  /// Enqueues an NDRange; `local == nil` lets the driver choose the work-group size.
-  @discardableResult
-  func launch(_ kernel: CLKernel, global: [Int], local: [Int]? = nil) throws -> CLEvent {
+  /// Enqueues an NDRange after `waitList`; `local == nil` lets the driver choose the work-group
+  /// size.
+  func launch(_ kernel: CLKernel, global: [Int], local: [Int]?, after waitList: [CLEvent]) throws -> CLEvent {
     var event: cl_event?
-    let globalSizes = global.map { $0 }
-    let status: cl_int
-    if let local {
-      status = clEnqueueNDRangeKernel(
-        raw, kernel.raw, cl_uint(global.count), nil, globalSizes, local, 0, nil, &event)
-    } else {
-      status = clEnqueueNDRangeKernel(
-        raw, kernel.raw, cl_uint(global.count), nil, globalSizes, nil, 0, nil, &event)
+    let status = withWaitList(waitList) { count, events in
+      clEnqueueNDRangeKernel(raw, kernel.raw, cl_uint(global.count), nil, global, local, count, events, &event)
     }
     try check(status, "clEnqueueNDRangeKernel(\(kernel.name), global \(global), local \(local.map { "\($0)" } ?? "auto"))")
     return CLEvent(event!)
   }
 
-  func write(_ buffer: CLBuffer, from source: UnsafeRawBufferPointer) throws {
-    guard source.count > 0 else { return }
-    try check(
-      clEnqueueWriteBuffer(raw, buffer.raw, cl_bool(CL_TRUE), 0, source.count, source.baseAddress, 0, nil, nil),
-      "clEnqueueWriteBuffer(\(source.count) bytes)")
-  }
-
-  func read(_ buffer: CLBuffer, into destination: UnsafeMutableRawBufferPointer) throws {
+  /// Reads `destination.count` bytes of `buffer` from `offset` once `waitList` is done, blocking.
+  func read(_ buffer: CLBuffer, offset: Int = 0, into destination: UnsafeMutableRawBufferPointer, after waitList: [CLEvent])
+    throws
+  {
     guard destination.count > 0 else { return }
     try check(
-      clEnqueueReadBuffer(
-        raw, buffer.raw, cl_bool(CL_TRUE), 0, destination.count, destination.baseAddress, 0, nil, nil),
+      withWaitList(waitList) { count, events in
+        clEnqueueReadBuffer(
+          raw, buffer.raw, cl_bool(CL_TRUE), offset, destination.count, destination.baseAddress, count, events, nil)
+      },
       "clEnqueueReadBuffer(\(destination.count) bytes)")
   }
 
-  /// Fills the whole buffer with a repeated pattern (4 or 8 bytes).
   /// Fills the first `bytes` of `buffer` (a multiple of the pattern's size) with `pattern`.
-  func fill<Pattern: BitwiseCopyable>(_ buffer: CLBuffer, with pattern: Pattern, bytes: Int) throws {
+  func fill<Pattern: BitwiseCopyable>(_ buffer: CLBuffer, with pattern: Pattern, bytes: Int, after waitList: [CLEvent])
+    throws -> CLEvent
+  {
     var value = pattern
+    var event: cl_event?
     try check(
-      clEnqueueFillBuffer(
-        raw, buffer.raw, &value, MemoryLayout<Pattern>.size, 0, bytes, 0, nil, nil),
-      "clEnqueueFillBuffer")
+      withWaitList(waitList) { count, events in
+        clEnqueueFillBuffer(raw, buffer.raw, &value, MemoryLayout<Pattern>.size, 0, bytes, count, events, &event)
+      },
+      "clEnqueueFillBuffer(\(bytes) bytes)")
+    return CLEvent(event!)
   }
 
+  /// Copies `bytes` from `source` at `sourceOffset` to the start of `destination`.
+  func copy(_ source: CLBuffer, offset sourceOffset: Int, to destination: CLBuffer, bytes: Int, after waitList: [CLEvent])
+    throws -> CLEvent
+  {
+    var event: cl_event?
+    try check(
+      withWaitList(waitList) { count, events in
+        clEnqueueCopyBuffer(raw, source.raw, destination.raw, sourceOffset, 0, bytes, count, events, &event)
+      },
+      "clEnqueueCopyBuffer(\(bytes) bytes)")
+    return CLEvent(event!)
+  }
+
+  private func withWaitList<Result>(
+    _ waitList: [CLEvent], _ body: (cl_uint, UnsafePointer<cl_event?>?) -> Result
+  ) -> Result {
+    let handles: [cl_event?] = waitList.map(\.raw)
+    return withExtendedLifetime(waitList) {
+      handles.withUnsafeBufferPointer { body(cl_uint(handles.count), handles.isEmpty ? nil : $0.baseAddress) }
+    }
+  }
 }
 
 final class CLBuffer {
@@ -134,6 +166,29 @@ final class CLBuffer {
     OpenCLDiagnostics.created()
   }
 
+  /// Shares a caller's buffer: retained here, released with this object.
+  init(retaining buffer: cl_mem) throws {
+    try check(clRetainMemObject(buffer), "clRetainMemObject")
+    var size = 0
+    try check(clGetMemObjectInfo(buffer, cl_mem_info(CL_MEM_SIZE), MemoryLayout<Int>.size, &size, nil), "clGetMemObjectInfo(CL_MEM_SIZE)")
+    raw = buffer
+    bytes = size
+    OpenCLDiagnostics.created()
+  }
+
+  /// A view of `bytes` bytes of `parent` from `offset` (which must be a multiple of the device's
+  /// CL_DEVICE_MEM_BASE_ADDR_ALIGN), sharing its memory.
+  init(subBufferOf parent: CLBuffer, offset: Int, bytes: Int) throws {
+    var region = cl_buffer_region(origin: offset, size: bytes)
+    var status: cl_int = 0
+    let buffer = clCreateSubBuffer(
+      parent.raw, 0, cl_buffer_create_type(CL_BUFFER_CREATE_TYPE_REGION), &region, &status)
+    try check(status, "clCreateSubBuffer(offset \(offset), \(bytes) bytes)")
+    raw = buffer!
+    self.bytes = bytes
+    OpenCLDiagnostics.created()
+  }
+
   deinit {
     clReleaseMemObject(raw)
     OpenCLDiagnostics.released()
@@ -143,8 +198,16 @@ final class CLBuffer {
 final class CLEvent {
   let raw: cl_event
 
+  /// Takes ownership of an event an enqueue call returned.
   init(_ raw: cl_event) {
     self.raw = raw
+    OpenCLDiagnostics.created()
+  }
+
+  /// Shares a caller's event: retained here, released with this object.
+  init(retaining event: cl_event) throws {
+    try check(clRetainEvent(event), "clRetainEvent")
+    raw = event
     OpenCLDiagnostics.created()
   }
 
@@ -265,7 +328,6 @@ enum KernelArgument {
   case uint64(UInt64)
   case uint32(UInt32)
   case int32(Int32)
-  case float(Float)
 }
 
 final class CLKernel {
@@ -298,8 +360,6 @@ final class CLKernel {
       case .uint32(var value):
         status = clSetKernelArg(raw, cl_uint(index), 4, &value)
       case .int32(var value):
-        status = clSetKernelArg(raw, cl_uint(index), 4, &value)
-      case .float(var value):
         status = clSetKernelArg(raw, cl_uint(index), 4, &value)
       }
       try check(status, "clSetKernelArg(\(name), \(index))")

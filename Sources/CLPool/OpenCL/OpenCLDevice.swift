@@ -1,4 +1,5 @@
 import COpenCL
+import Foundation
 
 /// One OpenCL device as the ICD loader reports it, with the properties kernel selection and the
 /// `clpool devices` listing need.
@@ -22,12 +23,16 @@ public struct OpenCLDevice: Sendable, CustomStringConvertible {
   public let maxAllocationBytes: UInt64
   public let localMemoryBytes: UInt64
   public let maxWorkGroupSize: Int
+  /// CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes: where a sub-buffer of a device buffer may start.
+  public let baseAddressAlignment: Int
+  /// CL_DEVICE_HOST_UNIFIED_MEMORY: the device shares the host's memory (CPU devices, most
+  /// integrated GPUs), so a host tensor reaches it without a copy over a bus.
+  public let hostUnifiedMemory: Bool
   public let extensions: [String]
 
-  /// The raw ids are process-wide constants owned by the ICD loader; copying them across threads
-  /// is safe.
+  /// The raw id is a process-wide constant owned by the ICD loader; copying it across threads is
+  /// safe.
   struct Handles: @unchecked Sendable {
-    let platform: cl_platform_id
     let device: cl_device_id
   }
   let handles: Handles
@@ -70,9 +75,18 @@ public struct OpenCLDevice: Sendable, CustomStringConvertible {
     return devices
   }
 
+  /// Describes a device a caller already holds (`OpenCLBackend(context:device:queue:)`); its
+  /// `index` is its place in `all()`, or -1 when the enumeration does not list it.
+  public init(describing device: cl_device_id) throws {
+    let platform: cl_platform_id? = try Self.deviceValue(device, CL_DEVICE_PLATFORM)
+    guard let platform else { throw CLPoolError.openCL(OpenCLError(call: "clGetDeviceInfo(CL_DEVICE_PLATFORM)", code: CL_INVALID_DEVICE)) }
+    let index = (try? Self.all())?.first { $0.handles.device == device }?.index ?? -1
+    try self.init(index: index, platform: platform, device: device)
+  }
+
   private init(index: Int, platform: cl_platform_id, device: cl_device_id) throws {
     self.index = index
-    handles = Handles(platform: platform, device: device)
+    handles = Handles(device: device)
     platformName = try Self.platformString(platform, CL_PLATFORM_NAME)
     platformVersion = try Self.platformString(platform, CL_PLATFORM_VERSION)
     name = try Self.deviceString(device, CL_DEVICE_NAME)
@@ -96,12 +110,22 @@ public struct OpenCLDevice: Sendable, CustomStringConvertible {
     maxAllocationBytes = try Self.deviceValue(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE)
     localMemoryBytes = try Self.deviceValue(device, CL_DEVICE_LOCAL_MEM_SIZE)
     maxWorkGroupSize = try Self.deviceValue(device, CL_DEVICE_MAX_WORK_GROUP_SIZE) as Int
+    baseAddressAlignment = max(1, Int(try Self.deviceValue(device, CL_DEVICE_MEM_BASE_ADDR_ALIGN) as cl_uint) / 8)
+    hostUnifiedMemory = (try Self.deviceValue(device, CL_DEVICE_HOST_UNIFIED_MEMORY) as cl_bool) != 0
   }
 
   private static func deviceValue<T: FixedWidthInteger>(_ device: cl_device_id, _ parameter: Int32) throws -> T {
     var value: T = 0
     try check(
       clGetDeviceInfo(device, cl_device_info(parameter), MemoryLayout<T>.size, &value, nil),
+      "clGetDeviceInfo(\(parameter))")
+    return value
+  }
+
+  private static func deviceValue(_ device: cl_device_id, _ parameter: Int32) throws -> cl_platform_id? {
+    var value: cl_platform_id?
+    try check(
+      clGetDeviceInfo(device, cl_device_info(parameter), MemoryLayout<cl_platform_id?>.size, &value, nil),
       "clGetDeviceInfo(\(parameter))")
     return value
   }
@@ -129,5 +153,3 @@ public struct OpenCLDevice: Sendable, CustomStringConvertible {
       .trimmingCharacters(in: .whitespaces)
   }
 }
-
-import Foundation

@@ -18,14 +18,19 @@ public struct OpenCLError: Error, Equatable, CustomStringConvertible {
   /// `CL_OUT_OF_RESOURCES` for -5; `CL_UNKNOWN_ERROR(-9999)` for codes no header defines.
   public var name: String { OpenCLError.symbolicName(code) }
 
+  /// One line: the call, the status, for a failed build the first error of the device's log and
+  /// the options. The whole log stays in `buildLog` (the CLI prints it with `--verbose`).
   public var description: String {
     var text = "\(call) failed: \(name) (\(code))"
+    if let buildLog { text += Self.firstError(in: buildLog).map { ": \($0)" } ?? "; empty build log" }
     if let buildOptions { text += "; build options: \"\(buildOptions)\"" }
-    if let buildLog {
-      let log = buildLog.trimmingCharacters(in: .whitespacesAndNewlines)
-      text += log.isEmpty ? "; empty build log" : "; build log:\n\(log)"
-    }
     return text
+  }
+
+  /// The first line of a build log that reports an error (else its first non-empty line).
+  static func firstError(in log: String) -> String? {
+    let lines = log.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    return lines.first { $0.localizedCaseInsensitiveContains("error") } ?? lines.first
   }
 
   public static func symbolicName(_ code: Int32) -> String {

@@ -2,13 +2,30 @@ import Foundation
 
 /// One benchmark case: an operation on one input shape.
 public struct BenchmarkCase: Sendable, Equatable {
-  public enum Operation: String, CaseIterable, Sendable {
-    case avg, max, dense, head
-    /// The same head as two calls, globalAveragePool then dense, the [N, C] rows returned to the
-    /// host between them: what the fused head saves.
-    case headUnfused = "head-unfused"
+  public enum Operation: Equatable, Hashable, Sendable, CaseIterable {
+    case pool(PoolOperation)
+    case dense
+    /// The fused head; unfused, the same head as two calls, globalAveragePool then dense, the
+    /// [N, C] rows returned to the host between them: what the fused head saves.
+    case head(fused: Bool)
 
-    var isHead: Bool { self == .head || self == .headUnfused }
+    public static let allCases: [Operation] = [.pool(.average), .pool(.max), .dense, .head(fused: true), .head(fused: false)]
+
+    /// "avg", "max", "dense", "head", "head-unfused".
+    public var name: String {
+      switch self {
+      case .pool(let operation): return operation.rawValue
+      case .dense: return "dense"
+      case .head(let fused): return fused ? "head" : "head-unfused"
+      }
+    }
+
+    public init?(name: String) {
+      guard let operation = Self.allCases.first(where: { $0.name == name }) else { return nil }
+      self = operation
+    }
+
+    var isHead: Bool { if case .head = self { return true } else { return false } }
   }
 
   public let operation: Operation
@@ -36,7 +53,7 @@ public struct BenchmarkCase: Sendable, Equatable {
   public static let defaultSuite: [BenchmarkCase] = {
     let poolShapes = [[256, 2048, 7, 7], [64, 64, 7, 7], [32, 512, 14, 14], [8, 256, 56, 56], [2, 64, 224, 224]]
     var cases: [BenchmarkCase] = []
-    for operation in [Operation.avg, .max] {
+    for operation in [Operation.pool(.average), .pool(.max)] {
       for shape in poolShapes {
         cases.append(BenchmarkCase(operation, shape))
         cases.append(BenchmarkCase(operation, [shape[0]] + shape[2...] + [shape[1]], layout: .channelsLast))
@@ -46,8 +63,8 @@ public struct BenchmarkCase: Sendable, Equatable {
       cases.append(BenchmarkCase(.dense, shape))
     }
     for batch in [1, 256] {
-      cases.append(BenchmarkCase(.head, [batch, 2048, 7, 7]))
-      cases.append(BenchmarkCase(.headUnfused, [batch, 2048, 7, 7]))
+      cases.append(BenchmarkCase(.head(fused: true), [batch, 2048, 7, 7]))
+      cases.append(BenchmarkCase(.head(fused: false), [batch, 2048, 7, 7]))
     }
     return cases
   }()
@@ -66,7 +83,7 @@ public struct BenchmarkCase: Sendable, Equatable {
     }
     guard sizes.count == parts.count, ranks.contains(sizes.count), sizes.allSatisfy({ $0 > 0 }) else {
       let form = operation == .dense ? "MxKxN, e.g. 256x2048x1000" : "3 to 5 positive sizes, e.g. 256x2048x7x7"
-      throw CLPoolError.invalidArgument("--shape \(text) is not valid for \(operation.rawValue): expected \(form)")
+      throw CLPoolError.invalidArgument("--shape \(text) is not valid for \(operation.name): expected \(form)")
     }
     return sizes
   }
@@ -103,12 +120,10 @@ public enum Benchmark {
     minimumSeconds: Double = 0.5
   ) throws -> BenchmarkResult {
     try backend.checkSupport(testCase.scalarType)
-    let (call, bytes, flops): (() throws -> Double?, Double, Double?)
-    switch testCase.scalarType {
-    case .float16: (call, bytes, flops) = try prepare(testCase, Float16.self, on: backend)
-    case .float32: (call, bytes, flops) = try prepare(testCase, Float.self, on: backend)
-    case .float64: (call, bytes, flops) = try prepare(testCase, Double.self, on: backend)
+    guard (1...maximumRepetitions).contains(minimumRepetitions) else {
+      throw CLPoolError.invalidArgument("repetitions must be from 1 to \(maximumRepetitions), got \(minimumRepetitions)")
     }
+    let (call, bytes, flops) = try prepare(testCase, testCase.scalarType.staticType, on: backend)
     _ = try call()  // warm-up
     var times: [Double] = []
     var kernelTimes: [Double] = []
@@ -123,7 +138,7 @@ public enum Benchmark {
     }
     let median = Self.median(times)
     return BenchmarkResult(
-      op: testCase.operation.rawValue, shape: testCase.shape,
+      op: testCase.operation.name, shape: testCase.shape,
       layout: testCase.operation == .dense ? nil : testCase.layout.rawValue,
       classes: testCase.operation.isHead ? testCase.classes : nil, dtype: testCase.scalarType.rawValue,
       backend: backend.kind.rawValue,
@@ -132,34 +147,36 @@ public enum Benchmark {
       gbps: bytes / median / 1e9, gflops: flops.map { $0 / median / 1e9 }, repetitions: times.count)
   }
 
+  /// The most repetitions a case may ask for (each keeps its time).
+  public static let maximumRepetitions = 100_000
+
   /// The case's inputs in storage type S, and the call to time (returning the OpenCL kernels'
   /// device seconds, all of its library calls together) with the bytes it moves and the
   /// floating-point operations it does.
   private static func prepare<S: StorageScalar>(_ testCase: BenchmarkCase, _: S.Type, on backend: any Backend) throws
     -> (call: () throws -> Double?, bytes: Double, flops: Double?)
   {
-    let openCL = backend as? OpenCLBackend
-    /// Runs `body`; its result, and the device time of its kernels.
-    func withKernelSeconds<Result>(_ body: () throws -> Result) rethrows -> (Result, Double?) {
-      let result = try body()
-      return (result, openCL?.lastKernelSeconds)
-    }
     var random = SplitMix64(seed: 0x5EED)
     func uniform(_ shape: [Int], in range: Range<Float>) throws -> TypedTensor<S> {
-      TypedTensor(converting: try TestData.uniform(shape, in: range, random: &random))
+      try HostMemory.check(elements: try Tensor.elementCount(of: shape), 1, width: 4, what: "benchmark input")
+      return TypedTensor(converting: try TestData.uniform(shape, in: range, random: &random))
     }
     let width = Double(S.scalarType.byteWidth)
     let call: () throws -> Double?
     let bytes: Double
     var flops: Double?
     switch testCase.operation {
-    case .avg, .max:
+    case .pool(let operation):
       let x = try uniform(testCase.shape, in: -1..<3)
       let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
       bytes = Double(x.count + geometry.planes) * width
-      call = testCase.operation == .avg
-        ? { try withKernelSeconds { try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false) }.1 }
-        : { try withKernelSeconds { try backend.globalMaxPool(x, layout: testCase.layout, keepDims: false, returnIndices: false) }.1 }
+      call = {
+        try KernelTimer.measure {
+          _ = try operation == .average
+            ? backend.globalAveragePool(x, layout: testCase.layout)
+            : backend.globalMaxPool(x, layout: testCase.layout)
+        }.1
+      }
     case .dense:
       let (m, k, n) = (testCase.shape[0], testCase.shape[1], testCase.shape[2])
       let x = try uniform([m, k], in: -1..<1)
@@ -167,28 +184,24 @@ public enum Benchmark {
       let b = try uniform([n], in: -1..<1)
       bytes = Double(m * k + k * n + n + m * n) * width
       flops = 2 * Double(m) * Double(k) * Double(n)
-      call = { try withKernelSeconds { try backend.dense(x, weight: w, bias: b, weightLayout: .inOut, activation: .none) }.1 }
-    case .head, .headUnfused:
+      call = { try KernelTimer.measure { _ = try backend.dense(x, weight: w, bias: b) }.1 }
+    case .head(let fused):
       let x = try uniform(testCase.shape, in: -1..<3)
       let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
       let w = try uniform([geometry.channels, testCase.classes], in: -0.02..<0.02)
       let b = try uniform([testCase.classes], in: -0.1..<0.1)
       bytes = Double(x.count + w.count + b.count + geometry.batch * testCase.classes) * width
       flops = 2 * Double(geometry.batch) * Double(geometry.channels) * Double(testCase.classes) + Double(x.count)
-      call =
-        testCase.operation == .head
-        ? {
-          try withKernelSeconds {
-            try backend.head(x, layout: testCase.layout, weight: w, bias: b, weightLayout: .inOut, activation: .softmax)
-          }.1
-        }
-        : {
-          let (pooled, pooling) = try withKernelSeconds { try backend.globalAveragePool(x, layout: testCase.layout, keepDims: false) }
-          let (_, product) = try withKernelSeconds {
-            try backend.dense(pooled, weight: w, bias: b, weightLayout: .inOut, activation: .softmax)
+      call = {
+        try KernelTimer.measure {
+          if fused {
+            _ = try backend.head(x, layout: testCase.layout, weight: w, bias: b, activation: .softmax)
+          } else {
+            let pooled = try backend.globalAveragePool(x, layout: testCase.layout)
+            _ = try backend.dense(pooled, weight: w, bias: b, activation: .softmax)
           }
-          return pooling.flatMap { first in product.map { first + $0 } }
-        }
+        }.1
+      }
     }
     return (call, bytes, flops)
   }

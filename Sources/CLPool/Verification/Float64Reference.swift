@@ -152,4 +152,19 @@ public enum Float64Reference {
     }
     return (dx, dw, db)
   }
+
+  /// cam[p] = Σ_c W[c, k] · x[c, p] over the positions p of one sample (x [C, P], or [P, C]
+  /// channels-last), W [C, M] (in-out) or [M, C] (out-in).
+  public static func classActivationMap<S: BinaryFloatingPoint>(
+    _ x: [S], channels: Int, layout: Layout, weight: [S], weightLayout: WeightLayout, classes: Int, classIndex k: Int
+  ) -> [Double] {
+    let positions = x.count / channels
+    return (0..<positions).map { p in
+      (0..<channels).reduce(0.0) { sum, c in
+        let value = layout == .channelsFirst ? x[c * positions + p] : x[p * channels + c]
+        let w = weightLayout == .inOut ? weight[c * classes + k] : weight[k * channels + c]
+        return sum + Double(w) * Double(value)
+      }
+    }
+  }
 }

@@ -1,0 +1,218 @@
+/// The operations callers use, the same for every backend: check the shapes, check that the result
+/// fits in host memory, answer empty requests, call the backend's `compute…` requirement, and
+/// shape its output (PyTorch's pooling front end, then its kernel).
+extension Backend {
+  /// Mean of each (n, c) plane: [N, C], or with `keepDims` the spatial axes kept as 1s.
+  public func globalAveragePool<S: StorageScalar>(
+    _ input: TypedTensor<S>, layout: Layout = .channelsFirst, keepDims: Bool = false
+  ) throws -> TypedTensor<S> {
+    let geometry = try PoolGeometry(shape: input.shape, layout: layout)
+    let values = try pooled(input, geometry, .average, returnIndices: false).values
+    return try TypedTensor(shape: geometry.outputShape(keepDims: keepDims), scalars: values)
+  }
+
+  /// Maximum of each (n, c) plane (NaN if the plane has one); with `returnIndices`, also the flat
+  /// spatial index of the first maximum (of the first NaN), [N, C] whatever `keepDims` does.
+  public func globalMaxPool<S: StorageScalar>(
+    _ input: TypedTensor<S>, layout: Layout = .channelsFirst, keepDims: Bool = false, returnIndices: Bool
+  ) throws -> MaxPoolResult<S> {
+    let geometry = try PoolGeometry(shape: input.shape, layout: layout)
+    let result = try pooled(input, geometry, .max, returnIndices: returnIndices)
+    return MaxPoolResult(
+      values: try TypedTensor(shape: geometry.outputShape(keepDims: keepDims), scalars: result.values),
+      indices: returnIndices ? result.indices ?? [] : nil)
+  }
+
+  /// The maxima alone, [N, C].
+  public func globalMaxPool<S: StorageScalar>(_ input: TypedTensor<S>, layout: Layout = .channelsFirst) throws
+    -> TypedTensor<S>
+  {
+    try globalMaxPool(input, layout: layout, keepDims: false, returnIndices: false).values
+  }
+
+  /// Mean of each sample's planes over that sample's own extent: [N, C], in one launch.
+  public func globalAveragePool<S: StorageScalar>(_ batch: RaggedBatch<S>) throws -> TypedTensor<S> {
+    try TypedTensor(shape: batch.outputShape, scalars: try pooled(batch, .average, returnIndices: false).values)
+  }
+
+  /// Maximum of each sample's planes over its own extent, [N, C]; indices are flat positions
+  /// within the sample's plane.
+  public func globalMaxPool<S: StorageScalar>(_ batch: RaggedBatch<S>, returnIndices: Bool) throws -> MaxPoolResult<S> {
+    let result = try pooled(batch, .max, returnIndices: returnIndices)
+    return MaxPoolResult(
+      values: try TypedTensor(shape: batch.outputShape, scalars: result.values),
+      indices: returnIndices ? result.indices ?? [] : nil)
+  }
+
+  public func globalMaxPool<S: StorageScalar>(_ batch: RaggedBatch<S>) throws -> TypedTensor<S> {
+    try globalMaxPool(batch, returnIndices: false).values
+  }
+
+  /// y = activation(x · W + bias) with x [N, K] and W [K, M] (`.inOut`) or [M, K] (`.outIn`).
+  public func dense<S: StorageScalar>(
+    _ input: TypedTensor<S>, weight: TypedTensor<S>, bias: TypedTensor<S>? = nil, weightLayout: WeightLayout = .inOut,
+    activation: Activation = .none
+  ) throws -> TypedTensor<S> {
+    let geometry = try DenseGeometry(input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
+    try HostMemory.check(elements: geometry.rows, geometry.outputs, width: S.scalarType.byteWidth, what: "dense output")
+    guard geometry.rows > 0, geometry.outputs > 0 else { return try TypedTensor(shape: geometry.outputShape, repeating: 0) }
+    let values = try computeDense(input, weight, bias, geometry, activation)
+    return try TypedTensor(shape: geometry.outputShape, scalars: values)
+  }
+
+  /// The classifier head, dense(globalAveragePool(features)) with bias and activation, fused:
+  /// the pooled [N, C] rows are never handed back between the two steps.
+  public func head<S: StorageScalar>(
+    _ features: TypedTensor<S>, layout: Layout = .channelsFirst, weight: TypedTensor<S>, bias: TypedTensor<S>? = nil,
+    weightLayout: WeightLayout = .inOut, activation: Activation = .none
+  ) throws -> TypedTensor<S> {
+    let (pool, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
+    try HostMemory.check(elements: geometry.rows, geometry.outputs, width: S.scalarType.byteWidth, what: "head output")
+    guard geometry.rows > 0, geometry.outputs > 0 else { return try TypedTensor(shape: geometry.outputShape, repeating: 0) }
+    let values = try computeHead(features, pool, weight, bias, geometry, activation)
+    return try TypedTensor(shape: geometry.outputShape, scalars: values)
+  }
+
+  /// Gradient of global average pooling: dx = dz / (spatial size), broadcast over each plane.
+  /// - Parameters:
+  ///   - gradient: dz, [N, C] or the keep-dims output shape.
+  ///   - inputShape: the forward input's shape.
+  public func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor {
+    try poolGradient(gradient, indices: nil, try PoolGeometry(gradient: gradient.shape, inputShape: inputShape, layout: layout))
+  }
+
+  /// Gradient of global max pooling: each plane's dz goes to the forward pass's first-maximum
+  /// position (`indices`, as `globalMaxPool(returnIndices: true)` gives them), zero elsewhere.
+  public func globalMaxPoolBackward(_ gradient: Tensor, indices: [Int64], inputShape: [Int], layout: Layout)
+    throws -> Tensor
+  {
+    let geometry = try PoolGeometry(gradient: gradient.shape, inputShape: inputShape, layout: layout, indices: indices)
+    return try poolGradient(gradient, indices: indices, geometry)
+  }
+
+  // MARK: The shared steps
+
+  private func pooled<S: StorageScalar>(
+    _ input: TypedTensor<S>, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool
+  ) throws -> PooledPlanes<S> {
+    try checkPoolOutput(planes: geometry.planes, S.self, returnIndices: returnIndices)
+    guard geometry.planes > 0 else { return PooledPlanes(values: [], indices: returnIndices ? [] : nil) }
+    return try computePool(input, geometry, operation, returnIndices: returnIndices && operation == .max)
+  }
+
+  private func pooled<S: StorageScalar>(_ batch: RaggedBatch<S>, _ operation: PoolOperation, returnIndices: Bool) throws
+    -> PooledPlanes<S>
+  {
+    let planes = batch.count * batch.channels
+    try checkPoolOutput(planes: planes, S.self, returnIndices: returnIndices)
+    guard planes > 0 else { return PooledPlanes(values: [], indices: returnIndices ? [] : nil) }
+    return try computePool(batch, operation, returnIndices: returnIndices && operation == .max)
+  }
+
+  private func checkPoolOutput<S: StorageScalar>(planes: Int, _: S.Type, returnIndices: Bool) throws {
+    try HostMemory.check(elements: planes, 1, width: S.scalarType.byteWidth + (returnIndices ? 8 : 0), what: "pooling output")
+  }
+
+  private func poolGradient(_ gradient: Tensor, indices: [Int64]?, _ geometry: PoolGeometry) throws -> Tensor {
+    let count = try Tensor.elementCount(of: geometry.shape)
+    try HostMemory.check(elements: count, 1, width: 4, what: "pooling gradient")
+    guard count > 0 else { return try Tensor(shape: geometry.shape, scalars: []) }
+    return try Tensor(shape: geometry.shape, scalars: try computePoolBackward(gradient, indices: indices, geometry))
+  }
+}
+
+extension Backend {
+  /// Gradients of a dense layer's linear part, y = x · W + b, given dy = ∂L/∂y (before any
+  /// activation): dx = dy · Wᵀ, dW = xᵀ · dy (returned in `weightLayout`), db = Σ_n dy. All three
+  /// run on the backend's dense operation.
+  public func denseBackward(
+    _ gradient: Tensor, input: Tensor, weight: Tensor, weightLayout: WeightLayout
+  ) throws -> DenseGradients {
+    let geometry = try DenseGeometry(input: input.shape, weight: weight.shape, bias: nil, weightLayout: weightLayout)
+    let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
+    guard gradient.shape == [n, m] else {
+      throw CLPoolError.invalidShape(
+        "dense gradient must be [N,M] = [\(n),\(m)] to match input \(Tensor.describe(input.shape)) and weight \(Tensor.describe(weight.shape)), got \(Tensor.describe(gradient.shape))")
+    }
+    guard n > 0, m > 0 else {  // nothing flows back: zero gradients of the right shapes
+      return DenseGradients(
+        input: try Tensor(shape: [n, k], repeating: 0), weight: try Tensor(shape: weight.shape, repeating: 0),
+        bias: try Tensor(shape: [m], repeating: 0))
+    }
+    // dx [N,K] = dy [N,M] · Wᵀ: W [K,M] read as out-in, or W [M,K] read as in-out.
+    let dx = try dense(gradient, weight: weight, weightLayout: weightLayout == .inOut ? .outIn : .inOut)
+    // dW = xᵀ · dy [K,M] (in-out) or dyᵀ · x [M,K] (out-in).
+    let dw =
+      weightLayout == .inOut
+      ? try dense(try input.transposed(), weight: gradient) : try dense(try gradient.transposed(), weight: input)
+    // db [M] = ones [1,N] · dy.
+    let db = try dense(try Tensor(shape: [1, n], repeating: 1), weight: gradient)
+    return DenseGradients(input: dx, weight: dw, bias: try db.reshaped([m]))
+  }
+
+  /// The class activation map of one sample: cam[h, w] = Σ_c W[c, k] · x[c, h, w], bias excluded
+  /// (Zhou et al. 2016). It is one matrix-vector product, so it runs on the backend's dense op.
+  /// - Parameters:
+  ///   - features: [C, H, W] or [1, C, H, W]; with `.channelsLast`, [H, W, C] or [1, H, W, C].
+  ///   - weight: the head's dense weight, [C, M] (`.inOut`) or [M, C] (`.outIn`).
+  ///   - classIndex: k in 0..<M.
+  /// - Returns: [H, W].
+  public func classActivationMap(
+    _ features: Tensor, layout: Layout = .channelsFirst, weight: Tensor,
+    weightLayout: WeightLayout = .inOut, classIndex: Int
+  ) throws -> Tensor {
+    var shape = features.shape
+    if shape.count == 4 {
+      guard shape[0] == 1 else {
+        throw CLPoolError.invalidShape(
+          "a class activation map takes one sample ([C,H,W] or [1,C,H,W]), got batch \(shape[0]) in \(Tensor.describe(shape))")
+      }
+      shape.removeFirst()
+    }
+    guard shape.count == 3 else {
+      throw CLPoolError.invalidShape(
+        "a class activation map takes [C,H,W] or [1,C,H,W] features (channels-last: [H,W,C]), got \(Tensor.describe(features.shape))")
+    }
+    let channels = layout == .channelsFirst ? shape[0] : shape[2]
+    let (height, width) = layout == .channelsFirst ? (shape[1], shape[2]) : (shape[0], shape[1])
+    guard height > 0, width > 0 else {
+      throw CLPoolError.invalidShape("a class activation map needs a non-empty spatial extent, got \(Tensor.describe(features.shape))")
+    }
+    let geometry = try DenseGeometry(input: [1, channels], weight: weight.shape, bias: nil, weightLayout: weightLayout)
+    guard (0..<geometry.outputs).contains(classIndex) else {
+      throw CLPoolError.invalidArgument("class \(classIndex) is out of range: the weight has \(geometry.outputs) classes (0...\(geometry.outputs - 1))")
+    }
+    let column = (0..<channels).map {
+      weightLayout == .inOut ? weight.scalars[$0 * geometry.outputs + classIndex] : weight.scalars[classIndex * channels + $0]
+    }
+    let positions = height * width
+    let map =
+      layout == .channelsFirst
+      // [1, C] · [C, H·W]: the class's weights against every position.
+      ? try dense(try Tensor(shape: [1, channels], scalars: column), weight: try Tensor(shape: [channels, positions], scalars: features.scalars))
+      // [H·W, C] · [C, 1].
+      : try dense(try Tensor(shape: [positions, channels], scalars: features.scalars), weight: try Tensor(shape: [channels, 1], scalars: column))
+    return try map.reshaped([height, width])
+  }
+
+  /// Class activation maps of a batch: sample n's map for class `classIndices[n]`, [N, H, W].
+  /// - Parameter features: [N, C, H, W] (channels-last: [N, H, W, C]).
+  public func classActivationMaps(
+    _ features: Tensor, layout: Layout = .channelsFirst, weight: Tensor,
+    weightLayout: WeightLayout = .inOut, classIndices: [Int]
+  ) throws -> Tensor {
+    guard features.rank == 4, features.shape[0] == classIndices.count else {
+      throw CLPoolError.invalidShape(
+        "batched class activation maps take [N,C,H,W] (or [N,H,W,C]) features and one class per sample, got \(Tensor.describe(features.shape)) and \(classIndices.count) classes")
+    }
+    let sampleShape = Array(features.shape.dropFirst())
+    let sampleCount = sampleShape.reduce(1, *)
+    var maps: [Float] = []
+    for (n, classIndex) in classIndices.enumerated() {
+      let sample = try Tensor(shape: sampleShape, scalars: Array(features.scalars[(n * sampleCount)..<((n + 1) * sampleCount)]))
+      maps += try classActivationMap(sample, layout: layout, weight: weight, weightLayout: weightLayout, classIndex: classIndex).scalars
+    }
+    let (height, width) = layout == .channelsFirst ? (sampleShape[1], sampleShape[2]) : (sampleShape[0], sampleShape[1])
+    return try Tensor(shape: [classIndices.count, height, width], scalars: maps)
+  }
+}

@@ -1,0 +1,127 @@
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A file clpool writes, as users expect of `numpy.save` and `cp`, that appears whole or not at
+/// all and never replaces what is not a regular file:
+/// - a symbolic link is followed to its target (also a dangling one); the link stays a link;
+/// - a regular file (or a new one) is written to a temporary file next to the target and renamed
+///   over it on `commit`, keeping an existing file's permission bits (and, for root, its owner);
+/// - a character device or FIFO (`/dev/null`, `/dev/stdout`, a pipe) is written directly;
+/// - a directory, block device or socket is refused.
+/// An `OutputFile` dropped before `commit` removes its temporary file.
+public final class OutputFile {
+  /// The path the caller gave, for messages.
+  public let path: String
+  private let target: String
+  private var descriptor: Int32
+  /// The temporary file renamed over `target` on commit; nil when writing a device or FIFO.
+  private var temporary: String?
+  private var committed = false
+
+  public init(path: String) throws {
+    self.path = path
+    target = try Self.resolve(path)
+    var status = stat()
+    if lstat(target, &status) == 0 {
+      switch status.st_mode & S_IFMT {
+      case S_IFREG:
+        break
+      case S_IFCHR, S_IFIFO:
+        descriptor = open(target, O_WRONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw Self.failure(path, errno) }
+        return
+      case S_IFDIR:
+        throw CLPoolError.invalidInput("\(path): cannot write: it is a directory")
+      default:
+        throw CLPoolError.invalidInput(
+          "\(path): cannot write: not a regular file, character device or FIFO (clpool never replaces one)")
+      }
+    } else if errno != ENOENT {
+      throw Self.failure(path, errno)
+    }
+    let exists = lstat(target, &status) == 0
+    let folder = (target as NSString).deletingLastPathComponent
+    // A short name, so a target name near NAME_MAX still leaves room for it.
+    let name = String(format: ".clpool-%d-%08x.tmp", getpid(), UInt32.random(in: 0...UInt32.max))
+    let temporary = (folder.isEmpty ? "." : folder) + "/" + name
+    descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, exists ? 0o600 : 0o666)
+    guard descriptor >= 0 else { throw Self.failure(path, errno) }
+    self.temporary = temporary
+    if exists {
+      _ = fchmod(descriptor, status.st_mode & 0o7777)
+      if geteuid() == 0 { _ = fchown(descriptor, status.st_uid, status.st_gid) }
+    }
+  }
+
+  deinit {
+    if descriptor >= 0 { close(descriptor) }
+    if !committed, let temporary { unlink(temporary) }
+  }
+
+  /// Appends `bytes`.
+  public func write(_ bytes: UnsafeRawBufferPointer) throws {
+    var offset = 0
+    while offset < bytes.count {
+      let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+      if written < 0 {
+        if errno == EINTR { continue }
+        throw Self.failure(path, errno)
+      }
+      offset += written
+    }
+  }
+
+  public func write(_ data: Data) throws {
+    try data.withUnsafeBytes { try write($0) }
+  }
+
+  /// Finishes the file: a regular file appears at its path, whole.
+  public func commit() throws {
+    guard !committed else { return }
+    let status = close(descriptor)
+    let closeError = errno
+    descriptor = -1
+    guard status == 0 else { throw Self.failure(path, closeError) }
+    if let temporary, rename(temporary, target) != 0 { throw Self.failure(path, errno) }
+    committed = true
+  }
+
+  /// Writes `data` to `url` whole, as `OutputFile` describes.
+  public static func write(_ data: Data, to url: URL) throws {
+    let file = try OutputFile(path: url.path)
+    try file.write(data)
+    try file.commit()
+  }
+
+  /// True when `a` and `b` name the same file: the same path once links are followed, or the
+  /// same device and inode.
+  public static func sameFile(_ a: String, _ b: String) -> Bool {
+    guard let first = try? resolve(a), let second = try? resolve(b) else { return false }
+    if URL(fileURLWithPath: first).standardizedFileURL == URL(fileURLWithPath: second).standardizedFileURL { return true }
+    var x = stat(), y = stat()
+    return stat(first, &x) == 0 && stat(second, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
+  }
+
+  /// `path` with every symbolic link along its last component followed (a dangling link gives
+  /// the path it points to).
+  static func resolve(_ path: String) throws -> String {
+    var current = path
+    for _ in 0..<40 {
+      var status = stat()
+      guard lstat(current, &status) == 0, status.st_mode & S_IFMT == S_IFLNK else { return current }
+      var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+      let length = readlink(current, &buffer, buffer.count - 1)
+      guard length >= 0 else { throw failure(path, errno) }
+      let link = String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      current = link.hasPrefix("/") ? link : (current as NSString).deletingLastPathComponent + "/" + link
+    }
+    throw CLPoolError.invalidInput("\(path): cannot write: too many levels of symbolic links")
+  }
+
+  static func failure(_ path: String, _ code: Int32) -> CLPoolError {
+    .invalidInput("\(path): cannot write (\(String(cString: strerror(code))))")
+  }
+}

@@ -1,0 +1,215 @@
+/// The factories of `SelfTestCase`: one per operation, each fixing how the case draws its data (in
+/// float32, stored in the case's type: rounded for float16, given low-order bits float32 cannot
+/// hold for float64), computes the float64 reference on the stored values, and checks a backend.
+/// The storage type becomes a static type in one place, `ScalarType.staticType`.
+extension SelfTestCase {
+  /// "nchw", "nlc", "ndhwc", …: the layout of a pooling input with `spatialRank` spatial axes.
+  static func layoutName(_ layout: Layout, spatialRank: Int) -> String {
+    let spatial = ["l", "hw", "dhw"][max(0, min(2, spatialRank - 1))]
+    return layout == .channelsFirst ? "nc" + spatial : "n" + spatial + "c"
+  }
+
+  /// Global average or max pooling of `shape` ([N, C, spatial...], stored in `layout`); with
+  /// `special`, planes of ties, NaN and ±Inf.
+  public static func pool(
+    _ operation: PoolOperation, _ layout: Layout, _ shape: [Int], special: Bool = false, type: ScalarType = .float32
+  ) -> SelfTestCase {
+    SelfTestCase(
+      operation.rawValue, layoutName(layout, spatialRank: shape.count - 2), shape, scalarType: type, special: special
+    ) { random in
+      func prepare<S: StorageScalar>(_: S.Type) throws -> Check {
+        let drawn = try TestData.poolInput(shape, layout: layout, special: specialData(operation, special), random: &random)
+        let x = try TestData.stored(drawn, as: S.self, keepGrid: special, random: &random)
+        let geometry = try PoolGeometry(shape: x.shape, layout: layout)
+        guard operation == .average else {
+          let reference = Float64Reference.maxPool(x.scalars, geometry)
+          return { backend in
+            try checkMax(reference) { try backend.globalMaxPool(x, layout: layout, keepDims: false, returnIndices: $0) }
+          }
+        }
+        let reference = Float64Reference.averagePool(x.scalars, geometry)
+        return { backend in
+          CrossCheck.averagePool(try backend.globalAveragePool(x, layout: layout).scalars, reference: reference, type: S.scalarType)
+        }
+      }
+      return try prepare(type.staticType)
+    }
+  }
+
+  /// Pooling of a ragged batch of `channels` channels, one sample per extent.
+  public static func ragged(
+    _ operation: PoolOperation, _ layout: Layout, channels: Int, extents: [[Int]], special: Bool = false,
+    type: ScalarType = .float32
+  ) -> SelfTestCase {
+    SelfTestCase(
+      "\(operation.rawValue) ragged", layout == .channelsFirst ? "nc*" : "n*c", [extents.count, channels], extents: extents,
+      scalarType: type, special: special
+    ) { random in
+      func prepare<S: StorageScalar>(_: S.Type) throws -> Check {
+        // Each sample drawn as a batch of one, then stored without the batch axis.
+        let samples = try extents.map { extent in
+          let sample = try TestData.poolInput([1, channels] + extent, layout: layout, special: specialData(operation, special), random: &random)
+          let stored = try TestData.stored(sample, as: S.self, keepGrid: special, random: &random)
+          return try stored.reshaped(Array(sample.shape.dropFirst()))
+        }
+        let batch = try RaggedBatch(samples: samples, layout: layout)
+        let geometries = try samples.map { try PoolGeometry(shape: [1] + $0.shape, layout: layout) }
+        guard operation == .average else {
+          let parts = zip(samples, geometries).map { Float64Reference.maxPool($0.scalars, $1) }
+          let reference = (values: parts.flatMap(\.values), indices: parts.flatMap(\.indices))
+          return { backend in try checkMax(reference) { try backend.globalMaxPool(batch, returnIndices: $0) } }
+        }
+        let parts = zip(samples, geometries).map { Float64Reference.averagePool($0.scalars, $1) }
+        let reference = (mean: parts.flatMap(\.mean), meanAbs: parts.flatMap(\.meanAbs))
+        return { backend in
+          CrossCheck.averagePool(try backend.globalAveragePool(batch).scalars, reference: reference, type: S.scalarType)
+        }
+      }
+      return try prepare(type.staticType)
+    }
+  }
+
+  /// A dense layer [N, K] × W → [N, M] (`shape` [N, K, M]).
+  public static func dense(
+    _ weightLayout: WeightLayout, _ activation: Activation, bias: Bool, _ shape: [Int], type: ScalarType = .float32
+  ) -> SelfTestCase {
+    SelfTestCase(
+      "dense", "\(weightLayout.rawValue) \(activation.rawValue)" + (bias ? " +bias" : ""), shape, scalarType: type
+    ) { random in
+      func prepare<S: StorageScalar>(_: S.Type) throws -> Check {
+        let (n, k, m) = (shape[0], shape[1], shape[2])
+        func draw(_ shape: [Int]) throws -> TypedTensor<S> {
+          try TestData.stored(try TestData.uniform(shape, in: -1..<1, random: &random), as: S.self, keepGrid: false, random: &random)
+        }
+        let x = try draw([n, k])
+        let w = try draw(weightLayout == .inOut ? [k, m] : [m, k])
+        let b = bias ? try draw([m]) : nil
+        let geometry = try DenseGeometry(input: x.shape, weight: w.shape, bias: b?.shape, weightLayout: weightLayout)
+        let reference = Float64Reference.dense(x.scalars.map(Double.init), w.scalars, b?.scalars, geometry, activation)
+        return { backend in
+          let y = try backend.dense(x, weight: w, bias: b, weightLayout: weightLayout, activation: activation)
+          return CrossCheck.dense(y.scalars, reference: reference, type: S.scalarType)
+        }
+      }
+      return try prepare(type.staticType)
+    }
+  }
+
+  /// The fused head (`shape` [N, C, spatial..., M]) with bias, W scaled like a trained layer.
+  public static func head(_ layout: Layout, _ activation: Activation, _ shape: [Int], type: ScalarType = .float32)
+    -> SelfTestCase
+  {
+    SelfTestCase(
+      "head", "\(layoutName(layout, spatialRank: shape.count - 3)) \(activation.rawValue)", shape, scalarType: type
+    ) { random in
+      func prepare<S: StorageScalar>(_: S.Type) throws -> Check {
+        let poolShape = Array(shape.dropLast())
+        let (c, m) = (poolShape[1], shape.last!)
+        let x = try TestData.stored(
+          try TestData.poolInput(poolShape, layout: layout, special: nil, random: &random), as: S.self, keepGrid: false,
+          random: &random)
+        // Scaled like a trained layer (≈ 1/√C) so softmax is not saturated.
+        let scale = Float(1 / Double(c).squareRoot())
+        let w = try TestData.stored(try TestData.uniform([c, m], in: -scale..<scale, random: &random), as: S.self, keepGrid: false, random: &random)
+        let b = try TestData.stored(try TestData.uniform([m], in: -0.1..<0.1, random: &random), as: S.self, keepGrid: false, random: &random)
+        let (pool, geometry) = try headGeometry(x.shape, layout, w.shape, b.shape, .inOut)
+        let pooled = Float64Reference.averagePool(x.scalars, pool).mean
+        let reference = Float64Reference.dense(pooled, w.scalars, b.scalars, geometry, activation)
+        return { backend in
+          let y = try backend.head(x, layout: layout, weight: w, bias: b, weightLayout: .inOut, activation: activation)
+          return CrossCheck.dense(y.scalars, reference: reference, type: S.scalarType)
+        }
+      }
+      return try prepare(type.staticType)
+    }
+  }
+
+  /// The backward pass of global average or max pooling (float32), checked bit for bit: each
+  /// gradient element is one rounding of the exact value.
+  public static func poolBackward(_ operation: PoolOperation, _ layout: Layout, _ shape: [Int]) -> SelfTestCase {
+    let special = operation == .max
+    return SelfTestCase(
+      "\(operation.rawValue) backward", layoutName(layout, spatialRank: shape.count - 2), shape, special: special
+    ) { random in
+      let x = try TestData.poolInput(shape, layout: layout, special: special ? .forMax : nil, random: &random)
+      let geometry = try PoolGeometry(shape: x.shape, layout: layout)
+      let dz = try TestData.uniform([geometry.batch, geometry.channels], in: -1..<1, random: &random)
+      guard operation == .max else {
+        let reference = Float64Reference.averagePoolBackward(dz.scalars, geometry)
+        return { backend in
+          CrossCheck.exact(try backend.globalAveragePoolBackward(dz, inputShape: x.shape, layout: layout).scalars, reference: reference)
+        }
+      }
+      let indices = Float64Reference.maxPool(x.scalars, geometry).indices
+      let reference = Float64Reference.maxPoolBackward(dz.scalars, indices: indices, geometry)
+      return { backend in
+        let dx = try backend.globalMaxPoolBackward(dz, indices: indices, inputShape: x.shape, layout: layout)
+        return CrossCheck.exact(dx.scalars, reference: reference)
+      }
+    }
+  }
+
+  /// dx, dW, db of the linear part of a dense layer (float32); `shape` [N, K, M].
+  public static func denseBackward(_ weightLayout: WeightLayout, _ shape: [Int]) -> SelfTestCase {
+    SelfTestCase("dense backward", weightLayout.rawValue, shape) { random in
+      let (n, k, m) = (shape[0], shape[1], shape[2])
+      let x = try TestData.uniform([n, k], in: -1..<1, random: &random)
+      let w = try TestData.uniform(weightLayout == .inOut ? [k, m] : [m, k], in: -1..<1, random: &random)
+      let dy = try TestData.uniform([n, m], in: -1..<1, random: &random)
+      let geometry = try DenseGeometry(input: x.shape, weight: w.shape, bias: nil, weightLayout: weightLayout)
+      let gradients = Float64Reference.denseBackward(dy.scalars, x.scalars, w.scalars, geometry)
+      let reference = gradients.input + gradients.weight + gradients.bias
+      return { backend in
+        let result = try backend.denseBackward(dy, input: x, weight: w, weightLayout: weightLayout)
+        return CrossCheck.dense(result.input.scalars + result.weight.scalars + result.bias.scalars, reference: reference)
+      }
+    }
+  }
+
+  /// Class activation maps (float32) of `samples` samples (nil: one sample, [C,H,W] in, [H,W] out;
+  /// else a batch, [N,C,H,W] in, [N,H,W] out), each for a random class; `shape` is [C, H, W, M].
+  public static func classActivationMap(
+    _ layout: Layout, _ weightLayout: WeightLayout, _ shape: [Int], samples: Int? = nil
+  ) -> SelfTestCase {
+    let (c, h, w, m) = (shape[0], shape[1], shape[2], shape[3])
+    return SelfTestCase(
+      samples == nil ? "cam" : "cam batch", "\(layoutName(layout, spatialRank: 2)) \(weightLayout.rawValue)",
+      (samples.map { [$0] } ?? []) + shape
+    ) { random in
+      let n = samples ?? 1
+      let features = try TestData.poolInput([n, c, h, w], layout: layout, special: nil, random: &random)
+      let weight = try TestData.uniform(weightLayout == .inOut ? [c, m] : [m, c], in: -1..<1, random: &random)
+      let classes = (0..<n).map { _ in Int(random.next() % UInt64(m)) }
+      let sampleCount = c * h * w
+      let reference = classes.enumerated().flatMap { sample, k in
+        Float64Reference.classActivationMap(
+          Array(features.scalars[(sample * sampleCount)..<((sample + 1) * sampleCount)]), channels: c, layout: layout,
+          weight: weight.scalars, weightLayout: weightLayout, classes: m, classIndex: k)
+      }
+      let sample = samples == nil ? try features.reshaped(Array(features.shape.dropFirst())) : features
+      return { backend in
+        let maps =
+          samples == nil
+          ? try backend.classActivationMap(sample, layout: layout, weight: weight, weightLayout: weightLayout, classIndex: classes[0])
+          : try backend.classActivationMaps(features, layout: layout, weight: weight, weightLayout: weightLayout, classIndices: classes)
+        return CrossCheck.dense(maps.scalars, reference: reference)
+      }
+    }
+  }
+
+  private static func specialData(_ operation: PoolOperation, _ special: Bool) -> TestData.Special? {
+    special ? (operation == .max ? .forMax : .forAverage) : nil
+  }
+
+  /// Backends may take a faster path without positions: checks the values of both.
+  private static func checkMax<S: StorageScalar>(
+    _ reference: (values: [Double], indices: [Int64]), _ pool: (Bool) throws -> MaxPoolResult<S>
+  ) throws -> CheckOutcome {
+    let withIndices = try pool(true)
+    let outcome = CrossCheck.maxPool(withIndices.values.scalars, indices: withIndices.indices, reference: reference)
+    guard outcome.passed else { return outcome }
+    var second = CrossCheck.maxPool(try pool(false).values.scalars, indices: nil, reference: reference)
+    if let mismatch = second.mismatch { second.mismatch = "without indices: " + mismatch }
+    return second
+  }
+}

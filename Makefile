@@ -1,6 +1,6 @@
 # The two commands the README gives; each installs what is missing first.
 #   make selftest   build clpool and cross-check every operation on every backend
-#   make test       lint the kernels and run the test suite
+#   make test       lint the kernels, run the test suite, and selftest every OpenCL implementation
 
 SWIFT_BUILD_FLAGS ?= -c release
 
@@ -21,6 +21,7 @@ lint: setup
 test: lint
 	swift build $(SWIFT_BUILD_FLAGS) --product clpool
 	swift test $(SWIFT_BUILD_FLAGS)
+	scripts/check-drivers
 
 clean:
 	rm -rf .build

@@ -77,7 +77,7 @@ inline acc8_t load_w8(__global const real *w_row, uint m0, uint m_dim) {
 inline void accumulate_tile(__global const real *const *x_row, __global const real *w,
                             uint k_begin, uint k_end, uint m0, uint m_dim, const uint rows,
                             acc8_t *lo, acc8_t *hi) {
-  for (uint r = 0; r < rows; ++r) lo[r] = hi[r] = (acc8_t)(0);
+  for (uint r = 0; r < ROWS; ++r) lo[r] = hi[r] = (acc8_t)(0);
   if (m0 + 16 <= m_dim) {
     for (uint k = k_begin; k < k_end; ++k) {
       __global const real *w_row = w + (ulong)k * m_dim + m0;

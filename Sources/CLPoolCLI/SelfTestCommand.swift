@@ -25,6 +25,17 @@ struct SelfTestCommand: ParsableCommand {
   @Option(help: "Run only cases whose description contains this text (e.g. 'max nhwc').")
   var filter: String?
 
+  @Option(help: "standard, or reduced: a small grid that still reaches every kernel and its edges, for simulators such as Oclgrind.")
+  var grid: Grid = .standard
+
+  enum Grid: String, ExpressibleByArgument {
+    case standard, reduced
+    var cases: [SelfTestCase] { self == .standard ? SelfTestCase.standard : SelfTestCase.reduced }
+  }
+
+  @Flag(help: "Do not poison output buffers first (for Oclgrind's --uninitialized check, to which clEnqueueFillBuffer's poison does not count as initialisation).")
+  var noPoison = false
+
   @Option(
     name: .customLong("repeat"),
     help: "Run the whole grid this many times in one process, reporting resident memory and live OpenCL objects after each round (a leak check).")
@@ -36,9 +47,9 @@ struct SelfTestCommand: ParsableCommand {
 
   private func runRounds() throws {
     let selection = try backendOptions.selection()
-    let backends = try selection.makeAllBackends(options: BackendOptions(poisonOutputs: true))
+    let backends = try selection.makeAllBackends(options: BackendOptions(poisonOutputs: !noPoison))
     let seed = self.seed ?? UInt64.random(in: 0...UInt64.max)
-    let cases = SelfTestCase.standard.filter { filter == nil || $0.description.contains(filter!) }
+    let cases = grid.cases.filter { filter == nil || $0.description.contains(filter!) }
     guard !cases.isEmpty else {
       throw CLPoolError.invalidArgument("--filter '\(filter ?? "")' matches no case (case names look like 'avg nchw 8x2048x7x7')")
     }

@@ -42,9 +42,15 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private let buildOptions: String
   /// Serialises calls; guards `programs` and `reusable`.
   private let lock = NSLock()
-  /// The program per storage type (Kernels/storage.h) with the kernel family it runs: float32
-  /// built by `init`, the others on first use.
-  private var programs: [ScalarType: (program: CLProgram, variant: KernelVariant)] = [:]
+  /// The program per storage type (Kernels/storage.h), the kernel family it runs, and whether
+  /// the device runs its 16 x 16 tiled dense kernel: float32 built by `init`, the others on first
+  /// use.
+  private var programs: [ScalarType: ProgramEntry] = [:]
+  struct ProgramEntry {
+    let program: CLProgram
+    let variant: KernelVariant
+    let tiledDense: Bool
+  }
   private var reusable: [BufferRole: CLBuffer] = [:]
 
   /// Rows of y per work-item, compiled into dense.cl (ROWS); the launch geometry depends on it.
@@ -83,9 +89,10 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     workGroupSize = groupSize
     self.buildOptions = "-DWG_SIZE=\(groupSize) -DROWS=\(Self.denseRows) -cl-std=CL1.2 \(buildOptions)"
     let wanted = kernelVariant == .automatic ? (device.isAccelerator ? .workGroup : .workItem) : kernelVariant
-    let program = try Self.build(.float32, options: self.buildOptions, cache, device, context)
-    self.kernelVariant = try Self.usableVariant(wanted, program, device, groupSize)
-    programs = [.float32: (program, self.kernelVariant)]
+    let entry = try Self.entry(
+      try Self.build(.float32, options: self.buildOptions, cache, device, context), wanted, device, groupSize)
+    self.kernelVariant = entry.variant
+    programs = [.float32: entry]
   }
 
   private static func build(
@@ -100,14 +107,14 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     return try cache.program(source: KernelSource.program, options: define + options, device: device, context: context)
   }
 
-  /// `wanted`, unless it is `.workGroup` and the device cannot run this program's work-group
-  /// kernels at their sizes (a GPU whose registers do not hold as many work-items, which depends
-  /// on the storage type): then the per-work-item loops.
-  private static func usableVariant(
-    _ wanted: KernelVariant, _ program: CLProgram, _ device: OpenCLDevice, _ groupSize: Int
-  ) throws -> KernelVariant {
-    guard wanted == .workGroup else { return wanted }
-    for (name, size) in [("gap_rows_wg", groupSize), ("gmp_rows_wg", groupSize), ("dense_in_out_tiled", 256)] {
+  /// The program with the kernels it runs: `wanted`, unless that is `.workGroup` and the device
+  /// cannot run this program's work-group pooling kernels at WG_SIZE (a GPU whose registers do not
+  /// hold as many work-items, which depends on the storage type): then the per-work-item loops.
+  /// The tiled dense kernel needs work-groups of 16 x 16 besides.
+  private static func entry(_ program: CLProgram, _ wanted: KernelVariant, _ device: OpenCLDevice, _ groupSize: Int)
+    throws -> ProgramEntry
+  {
+    func limit(_ name: String) throws -> Int {
       var limit = 0
       let kernel = try CLKernel(program: program, name: name)
       try withExtendedLifetime(kernel) {
@@ -117,9 +124,12 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
             MemoryLayout<Int>.size, &limit, nil),
           "clGetKernelWorkGroupInfo(\(name))")
       }
-      if limit < size { return .workItem }
+      return limit
     }
-    return .workGroup
+    guard wanted == .workGroup else { return ProgramEntry(program: program, variant: wanted, tiledDense: false) }
+    let pooling = try limit("gap_rows_wg") >= groupSize && limit("gmp_rows_wg") >= groupSize
+    let tiled = try device.maxWorkGroupSize >= 256 && limit("dense_in_out_tiled") >= 256
+    return ProgramEntry(program: program, variant: pooling ? .workGroup : .workItem, tiledDense: pooling && tiled)
   }
 
   /// The device's `storageTypes`: float16 and float32 everywhere, float64 with cl_khr_fp64.
@@ -131,11 +141,11 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
   /// The program for storage type `type` and the kernel family it runs, built (or loaded from the
   /// cache) on first use. The caller holds the lock.
-  func program(_ type: ScalarType) throws -> (program: CLProgram, variant: KernelVariant) {
+  func program(_ type: ScalarType) throws -> ProgramEntry {
     if let entry = programs[type] { return entry }
     try checkSupport(type)
-    let program = try Self.build(type, options: buildOptions, cache, device, context)
-    let entry = (program, try Self.usableVariant(kernelVariant, program, device, workGroupSize))
+    let entry = try Self.entry(
+      try Self.build(type, options: buildOptions, cache, device, context), kernelVariant, device, workGroupSize)
     programs[type] = entry
     return entry
   }

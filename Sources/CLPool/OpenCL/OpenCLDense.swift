@@ -59,13 +59,14 @@ extension OpenCLBackend {
     fresh: Bool = false, on chain: inout CommandChain
   ) throws -> CLBuffer {
     let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
-    let (program, variant) = try program(S.scalarType)
+    let entry = try program(S.scalarType)
+    let program = entry.program
     let y = try outputBuffer(S.self, count: n * m, fresh: fresh, on: &chain)
     let weight = try inOutWeight(w, program, S.scalarType, geometry, fresh: fresh, on: &chain)
     // Batches smaller than a tile run one row per work-item (GEMV) instead of padding the tile;
     // the work-group variant stages 64 x 64 output tiles through local memory (the GPU way).
     let singleRow = n < Self.denseRows
-    let tiled = !singleRow && variant == .workGroup && device.maxWorkGroupSize >= 256
+    let tiled = !singleRow && entry.tiledDense
     let arguments: [KernelArgument] = [
       .buffer(x), .buffer(weight), .buffer(b), .buffer(y), .uint32(UInt32(n)), .uint32(UInt32(k)), .uint32(UInt32(m)),
       .int32(b == nil ? 0 : 1), .int32(Self.elementwiseCode(activation)),
@@ -79,7 +80,7 @@ extension OpenCLBackend {
       let rowItems = singleRow ? n : (n + Self.denseRows - 1) / Self.denseRows
       // Work-groups along the rows share W's column strip (16 measured best on PoCL); a GEMV
       // runs one work-item per group, which PoCL spreads over its cores best.
-      let local = singleRow ? [1, 1] : [1, min(Self.denseRowGroup, rowItems)]
+      let local = singleRow ? [1, 1] : [1, min(Self.denseRowGroup, rowItems, workGroupSize)]
       try enqueue(
         singleRow ? "dense_in_out_single_row" : "dense_in_out", of: program, arguments,
         global: [Self.roundUp(columnItems, local[0]), Self.roundUp(rowItems, local[1])], local: local, on: &chain)
@@ -99,7 +100,7 @@ extension OpenCLBackend {
     let rowsPerGroup = n < Self.denseRows ? 1 : Self.denseRows
     let rowGroups = (n + rowsPerGroup - 1) / rowsPerGroup
     // Enough column groups that every compute unit has work even for a batch of one.
-    let width = Self.headGroupWidth
+    let width = min(Self.headGroupWidth, workGroupSize)
     let columnGroups = max(
       1, min((m + 16 * width - 1) / (16 * width), (device.computeUnits * 4 + rowGroups - 1) / rowGroups))
     let y = try outputBuffer(S.self, count: n * m, fresh: fresh, on: &chain)
@@ -131,7 +132,7 @@ extension OpenCLBackend {
     let transposed = try scratch(.transposedWeight, bytes: k * m * type.byteWidth, fresh: fresh)
     try enqueue(
       "transpose", of: program, [.buffer(w), .buffer(transposed), .uint32(UInt32(m)), .uint32(UInt32(k))],
-      global: [Self.roundUp(k, 8), Self.roundUp(m, 8)], local: [8, 8], on: &chain)
+      global: [k, m], on: &chain)
     return transposed
   }
 

@@ -92,8 +92,9 @@ extension OpenCLBackend {
   ) throws -> (values: CLBuffer, indices: CLBuffer?) {
     let average = operation == .average
     let planes = geometry.planes
-    let (program, variant) = try program(S.scalarType)
-    let plan = Self.plan(spatial: geometry.spatialSize, layout: geometry.layout, variant: variant, workGroupSize: workGroupSize)
+    let entry = try program(S.scalarType)
+    let program = entry.program
+    let plan = Self.plan(spatial: geometry.spatialSize, layout: geometry.layout, variant: entry.variant, workGroupSize: workGroupSize)
     let chunks = plan.chunking.chunks
     let output = try outputBuffer(S.self, count: planes, fresh: fresh, on: &chain)
     let outputIndices = returnIndices ? try indexBuffer(count: planes, on: &chain) : nil
@@ -196,7 +197,7 @@ extension OpenCLBackend {
             .buffer(output), .uint64(UInt64(count)), .uint64(UInt64(geometry.channels)),
             .uint64(UInt64(geometry.spatialSize)), .int32(geometry.layout == .channelsLast ? 1 : 0),
           ],
-          global: [Self.roundUp(count, 256)], local: [min(256, device.maxWorkGroupSize)], on: &chain)
+          global: [Self.roundUp(count, workGroupSize)], local: [workGroupSize], on: &chain)
         try dx.withUnsafeMutableBytes { try chain.read(output, into: $0) }
       }
     }

@@ -93,3 +93,50 @@ extension SelfTestCase {
     return cases
   }()
 }
+
+extension SelfTestCase {
+  /// A reduced grid for simulators such as Oclgrind (10^3–10^5 times slower than a driver) that
+  /// still reaches every kernel and its edges: 1×1 and prime sizes, 7×7 planes (the work-group
+  /// segments), planes over one chunk (the combine passes), ties/NaN/±Inf, every storage type,
+  /// ragged batches, the backward passes, dense with partial tiles, a K over one K block and every
+  /// activation, the head with several column groups and a partial row tile, and CAM.
+  public static let reduced: [SelfTestCase] = {
+    var cases: [SelfTestCase] = []
+    for layout in Layout.allCases {
+      for shape in [[1, 1, 1, 1], [2, 3, 7, 7], [1, 3, 97], [2, 2, 3, 4, 5], [1, 2, 91, 91]] {
+        cases.append(.pool(.average, layout, shape))
+        cases.append(.pool(.max, layout, shape, special: true))
+      }
+      cases.append(.pool(.average, layout, [2, 5, 7, 7], special: true))
+      for type in [ScalarType.float16, .float64] {
+        cases.append(.pool(.average, layout, [2, 3, 7, 7], type: type))
+        cases.append(.pool(.max, layout, [2, 3, 7, 7], special: true, type: type))
+      }
+      for type in ScalarType.allCases {
+        cases.append(.ragged(.average, layout, channels: 13, extents: [[1, 1], [7, 5], [3, 3]], type: type))
+        cases.append(.ragged(.max, layout, channels: 13, extents: [[1, 1], [7, 5], [3, 3]], special: true, type: type))
+      }
+      cases.append(.poolBackward(.average, layout, [2, 3, 5, 5]))
+      cases.append(.poolBackward(.max, layout, [2, 3, 5, 5]))
+      cases.append(.classActivationMap(layout, .outIn, [8, 3, 3, 4]))
+      cases.append(.classActivationMap(layout, .inOut, [8, 3, 3, 4], samples: 2))
+    }
+    cases += [
+      .dense(.inOut, .sigmoid, bias: true, [7, 13, 5]),
+      .dense(.outIn, .relu, bias: true, [1, 33, 17]),
+      .dense(.inOut, .none, bias: false, [70, 20, 70]),
+      .dense(.outIn, .softmax, bias: true, [5, 16, 9]),
+      .dense(.inOut, .none, bias: true, [2, 4100, 3]),
+      .denseBackward(.outIn, [7, 13, 5]),
+      .head(.channelsFirst, .softmax, [1, 37, 7, 7, 300]),
+      .head(.channelsLast, .relu, [13, 8, 2, 3, 10]),
+    ]
+    for type in [ScalarType.float16, .float64] {
+      cases += [
+        .dense(.outIn, .softmax, bias: true, [7, 13, 5], type: type),
+        .head(.channelsFirst, .softmax, [7, 9, 3, 3, 20], type: type),
+      ]
+    }
+    return cases
+  }()
+}

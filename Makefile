@@ -4,7 +4,7 @@
 
 SWIFT_BUILD_FLAGS ?= -c release
 
-.PHONY: setup build selftest lint test clean
+.PHONY: setup build selftest lint test gpu-bundle clean
 
 setup:
 	@scripts/setup
@@ -22,6 +22,12 @@ test: lint
 	swift build $(SWIFT_BUILD_FLAGS) --product clpool
 	swift test $(SWIFT_BUILD_FLAGS)
 	scripts/check-drivers
+	scripts/gpu-bundle --no-pack
+	scripts/gpu-check --dry-run
+
+# What scripts/gpu-check runs on a machine with a GPU: dist/gpu-check.tar.xz.
+gpu-bundle: setup
+	scripts/gpu-bundle
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-static dist

@@ -62,6 +62,14 @@ public struct BackendSelection: Equatable, Sendable {
     let backendText = backend ?? environment["CLPOOL_BACKEND"] ?? ""
     let deviceText = device ?? environment["CLPOOL_DEVICE"] ?? ""
     let source = backend != nil ? "--backend" : "CLPOOL_BACKEND"
+    // An unset or empty variable means the default; an option given empty is a mistake.
+    if backend?.isEmpty == true {
+      throw CLPoolError.invalidConfiguration(
+        "--backend '' is not a backend; valid values: " + Choice.allCases.map(\.rawValue).joined(separator: ", "))
+    }
+    if device?.isEmpty == true {
+      throw CLPoolError.invalidConfiguration("--device '' names no device; give an index or a name substring (clpool devices lists them)")
+    }
     let choice: Choice
     if backendText.isEmpty {
       choice = .auto
@@ -83,10 +91,11 @@ public struct BackendSelection: Equatable, Sendable {
       throw CLPoolError.invalidConfiguration(
         "CLPOOL_MAX_ALLOC_BYTES=\(capText) is not a positive number of bytes")
     }
+    let buildOptions = environment["CLPOOL_BUILD_OPTIONS"] ?? ""
+    try BuildOptions.validate(buildOptions, source: "CLPOOL_BUILD_OPTIONS")
     return BackendSelection(
       choice: choice, device: deviceText.isEmpty ? nil : DeviceSelector(deviceText),
-      buildOptions: environment["CLPOOL_BUILD_OPTIONS"] ?? "", kernelVariant: variant,
-      allocationCap: UInt64(capText))
+      buildOptions: buildOptions, kernelVariant: variant, allocationCap: UInt64(capText))
   }
 
   private func openCLBackend(_ device: OpenCLDevice, _ options: BackendOptions) throws -> OpenCLBackend {

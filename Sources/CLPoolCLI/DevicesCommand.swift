@@ -14,6 +14,7 @@ struct DevicesCommand: ParsableCommand {
 
   func run() throws {
     let selection = try backendOptions.selection()
+    if selection.device != nil { _ = try selection.matchingDevices() }  // a device that is not there is an error
     var devices: [OpenCLDevice] = []
     var discoveryError: String?
     do {

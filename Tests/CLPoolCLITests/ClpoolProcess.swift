@@ -14,11 +14,13 @@ struct ClpoolRun {
     return directory.appendingPathComponent("clpool")
   }()
 
-  static func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> ClpoolRun {
+  static func run(_ arguments: [String], environment extra: [String: String] = [:], directory: URL? = nil) throws
+    -> ClpoolRun
+  {
     guard FileManager.default.isExecutableFile(atPath: executable.path) else {
       throw CLIError("clpool is not built at \(executable.path); run 'swift build --product clpool' first")
     }
-    return try program(executable, arguments, environment: extra)
+    return try program(executable, arguments, environment: extra, directory: directory)
   }
 
   /// Runs any program and captures what it printed; `environment` adds to (or replaces in) this

@@ -346,7 +346,7 @@ public enum NPY {
 
   /// A complete .npy file: version 1.0 (2.0 when the header needs it), header padded so the data
   /// starts on a 64-byte boundary.
-  static func encode(descr: String, shape: [Int], payload: Data) -> Data {
+  public static func encode(descr: String, shape: [Int], payload: Data) -> Data {
     let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
     var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
     let version: UInt8 = header.utf8.count + 11 < 65_536 ? 1 : 2

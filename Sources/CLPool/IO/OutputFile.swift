@@ -116,7 +116,8 @@ public final class OutputFile {
       let length = readlink(current, &buffer, buffer.count - 1)
       guard length >= 0 else { throw failure(path, errno) }
       let link = String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-      current = link.hasPrefix("/") ? link : (current as NSString).deletingLastPathComponent + "/" + link
+      let folder = (current as NSString).deletingLastPathComponent
+      current = link.hasPrefix("/") || folder.isEmpty ? link : folder + "/" + link
     }
     throw CLPoolError.invalidInput("\(path): cannot write: too many levels of symbolic links")
   }

@@ -280,15 +280,17 @@ final class CLProgram {
     return owned
   }
 
+  /// Builds for `device`. Some drivers print their compiler's diagnostics ("1 error generated.")
+  /// to stderr themselves: that output is captured and kept with the log, so a failed build is
+  /// the one line clpool prints (the CLI prints the whole log with `--verbose`).
   private func finishBuild(options: String, device: cl_device_id) throws {
     var device: cl_device_id? = device
-    let status = clBuildProgram(raw, 1, &device, options, nil, nil)
+    let (status, printed) = DriverOutput.capture { clBuildProgram(raw, 1, &device, options, nil, nil) }
     guard status == CL_SUCCESS else {
-      throw CLPoolError.openCL(
-        OpenCLError(
-          call: "clBuildProgram", code: status, buildLog: buildLog(device: device!),
-          buildOptions: options))
+      let log = [buildLog(device: device!), printed].filter { !$0.isEmpty }.joined(separator: "\n")
+      throw CLPoolError.openCL(OpenCLError(call: "clBuildProgram", code: status, buildLog: log, buildOptions: options))
     }
+    if !printed.isEmpty { FileHandle.standardError.write(Data(printed.utf8)) }  // not ours to hide
   }
 
   func buildLog(device: cl_device_id) -> String {
@@ -301,6 +303,16 @@ final class CLProgram {
       == CL_SUCCESS
     else { return "" }
     return String(decoding: log.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  }
+
+  /// The names of the program's kernels (CL_PROGRAM_KERNEL_NAMES).
+  func kernelNames() throws -> Set<String> {
+    var size = 0
+    try check(clGetProgramInfo(raw, cl_program_info(CL_PROGRAM_KERNEL_NAMES), 0, nil, &size), "clGetProgramInfo(CL_PROGRAM_KERNEL_NAMES)")
+    var text = [CChar](repeating: 0, count: size + 1)
+    try check(clGetProgramInfo(raw, cl_program_info(CL_PROGRAM_KERNEL_NAMES), size, &text, nil), "clGetProgramInfo(CL_PROGRAM_KERNEL_NAMES)")
+    let names = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return Set(names.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) })
   }
 
   /// The device binary of a program built for exactly one device.
@@ -364,5 +376,35 @@ final class CLKernel {
       }
       try check(status, "clSetKernelArg(\(name), \(index))")
     }
+  }
+}
+
+/// What a driver writes to stderr (file descriptor 2) during one call, captured through a
+/// temporary file; calls are serialised, since the descriptor is the process's.
+enum DriverOutput {
+  private static let lock = NSLock()
+
+  static func capture<Result>(_ body: () -> Result) -> (Result, String) {
+    lock.lock()
+    defer { lock.unlock() }
+    var template = Array("/tmp/clpool-driver-XXXXXX".utf8CString)
+    let file = mkstemp(&template)
+    let saved = dup(2)
+    guard file >= 0, saved >= 0 else {
+      if file >= 0 { close(file) }
+      return (body(), "")
+    }
+    unlink(String(cString: template))
+    fflush(nil)
+    dup2(file, 2)
+    let result = body()
+    fflush(nil)
+    dup2(saved, 2)
+    close(saved)
+    let size = Int(lseek(file, 0, SEEK_END))
+    var bytes = [UInt8](repeating: 0, count: max(0, size))
+    _ = pread(file, &bytes, bytes.count, 0)
+    close(file)
+    return (result, String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
   }
 }

@@ -78,6 +78,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     device: OpenCLDevice, context: CLContext, queue: CLQueue, options: BackendOptions, kernelVariant: KernelVariant,
     buildOptions: String, allocationCap: UInt64?, cache: ProgramCache
   ) throws {
+    try BuildOptions.validate(buildOptions)
     self.device = device
     self.context = context
     self.queue = queue

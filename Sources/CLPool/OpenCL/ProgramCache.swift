@@ -5,9 +5,10 @@ import Foundation
 /// process skips the driver's compiler (≈ 0.7 s per program on PoCL).
 ///
 /// The disk cache lives in `CLPOOL_CACHE_DIR`, else `$XDG_CACHE_HOME/clpool`, else
-/// `~/.cache/clpool`. Each file starts with the full key, which is compared on load, so a hash
-/// collision or a stale file can only cause a rebuild, never a wrong program. Disk errors are not
-/// fatal: the program is then built from source.
+/// `~/.cache/clpool`, and is untrusted input (`DiskStore`): an entry is used only when the
+/// directory and the file are this user's alone, and when its length, key and SHA-256 digest all
+/// match; anything else means a rebuild. Disk errors are not fatal: the program is then built
+/// from source.
 public final class ProgramCache: @unchecked Sendable {
   /// Counts since the cache was created; tests read them to prove a hit skips the compiler.
   public struct Statistics: Equatable, Sendable {
@@ -33,7 +34,11 @@ public final class ProgramCache: @unchecked Sendable {
   /// - Parameter directory: where binaries persist; nil keeps them in memory only.
   public init(directory: URL?) {
     self.directory = directory
+    disk = directory.map { DiskStore(directory: $0) }
   }
+
+  /// Where binaries persist across processes (nil: in memory only).
+  private let disk: DiskStore?
 
   public var statistics: Statistics { lock.withLock { counts } }
 
@@ -57,7 +62,8 @@ public final class ProgramCache: @unchecked Sendable {
   }
 
   /// The program for `source` built with `options` for `device` in `context`: from memory, from
-  /// disk, or compiled (and then stored in both).
+  /// disk, or compiled (and then stored in both). A binary that the driver rejects, that fails to
+  /// build, or that lacks one of the source's kernels is dropped and the program rebuilt.
   func program(source: String, options: String, device: OpenCLDevice, context: CLContext) throws
     -> CLProgram
   {
@@ -69,86 +75,60 @@ public final class ProgramCache: @unchecked Sendable {
     let key = ProgramCache.key(
       platform: device.platformName, platformVersion: device.platformVersion, device: device.name,
       driverVersion: device.driverVersion, options: options, source: source)
-    let fileName = ProgramCache.fileName(forKey: key)
-
-    if let binary = lock.withLock({ binaries[key] }),
-      let program = try? CLProgram.load(binary: binary, options: options, context: context, device: device.handles.device)
-    {
+    let kernels = ProgramCache.kernelNames(in: source)
+    func load(_ binary: [UInt8]) -> CLProgram? {
+      guard let program = try? CLProgram.load(binary: binary, options: options, context: context, device: device.handles.device),
+        let names = try? program.kernelNames(), kernels.isSubset(of: names)
+      else { return nil }
+      return program
+    }
+    if let binary = lock.withLock({ binaries[key] }), let program = load(binary) {
       lock.withLock { counts.memoryHits += 1 }
       return program
     }
-    if let binary = readFromDisk(fileName, key: key),
-      let program = try? CLProgram.load(binary: binary, options: options, context: context, device: device.handles.device)
-    {
-      lock.withLock {
-        binaries[key] = binary
-        counts.diskHits += 1
+    let store = disk
+    if let binary = store?.read(key) {
+      if let program = load(binary) {
+        lock.withLock {
+          binaries[key] = binary
+          counts.diskHits += 1
+        }
+        return program
       }
-      return program
+      store?.note("a cached program in \(store!.directory.path) did not load; rebuilt it")
     }
     let program = try CLProgram.build(
       source: source, options: options, context: context, device: device.handles.device)
     lock.withLock { counts.sourceBuilds += 1 }
     if let binary = try? program.binary(), !binary.isEmpty {
       lock.withLock { binaries[key] = binary }
-      writeToDisk(fileName, key: key, binary: binary)
+      store?.write(key, binary)
     }
     return program
   }
+
 
   /// What a cached program is keyed by: everything that can change the binary.
   public static func key(
     platform: String, platformVersion: String, device: String, driverVersion: String, options: String,
     source: String
   ) -> String {
-    ["clpool-program-v1", platform, platformVersion, device, driverVersion, options, digest(source)]
+    ["clpool-program-v2", platform, platformVersion, device, driverVersion, options, SHA256.hex(Array(source.utf8))]
       .joined(separator: "\u{1F}")
   }
 
   /// The disk cache's file for a key.
-  public static func fileName(forKey key: String) -> String { digest(key) + ".bin" }
+  public static func fileName(forKey key: String) -> String { SHA256.hex(Array(key.utf8)) + ".bin" }
 
-  // MARK: Disk
-
-  private static let magic = Array("CLPOOL-PROGRAM\n".utf8)
-
-  private func readFromDisk(_ fileName: String, key: String) -> [UInt8]? {
-    guard let directory,
-      let data = try? Data(contentsOf: directory.appendingPathComponent(fileName))
-    else { return nil }
-    let header = ProgramCache.magic + Array(key.utf8) + [0]
-    guard data.count > header.count, data.prefix(header.count).elementsEqual(header) else {
-      return nil
+  /// The names after `__kernel void` in an OpenCL C source.
+  static func kernelNames(in source: String) -> Set<String> {
+    var names = Set<String>()
+    var rest = Substring(source)
+    while let range = rest.range(of: "__kernel") {
+      rest = rest[range.upperBound...]
+      let words = rest.prefix(300).split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") })
+      if let void = words.firstIndex(of: "void"), void + 1 < words.count { names.insert(String(words[void + 1])) }
     }
-    return Array(data.dropFirst(header.count))
-  }
-
-  /// Written to a temporary file and renamed, so a concurrent reader never sees half a file.
-  private func writeToDisk(_ fileName: String, key: String, binary: [UInt8]) {
-    guard let directory else { return }
-    let manager = FileManager.default
-    do {
-      try manager.createDirectory(at: directory, withIntermediateDirectories: true)
-      let temporary = directory.appendingPathComponent(".\(fileName).\(getpid()).\(UInt64.random(in: 0...UInt64.max))")
-      try Data(ProgramCache.magic + Array(key.utf8) + [0] + binary).write(to: temporary)
-      if rename(temporary.path, directory.appendingPathComponent(fileName).path) != 0 {
-        try? manager.removeItem(at: temporary)
-      }
-    } catch {
-      // A read-only or full cache directory only costs a rebuild next time.
-    }
-  }
-
-  /// 128-bit FNV-1a (two 64-bit lanes with different offsets) as 32 hex digits; collisions only
-  /// cost a rebuild because the full key is verified on load.
-  static func digest(_ text: String) -> String {
-    var a: UInt64 = 0xcbf2_9ce4_8422_2325
-    var b: UInt64 = 0x6c62_272e_07bb_0142
-    for byte in text.utf8 {
-      a = (a ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
-      b = (b ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
-      b = b ^ (b >> 29)
-    }
-    return String(format: "%016llx%016llx", a, b)
+    return names
   }
 }

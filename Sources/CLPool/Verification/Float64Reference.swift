@@ -24,10 +24,18 @@ public enum Float64Reference {
     var mean = [Double](repeating: 0, count: geometry.planes)
     var meanAbs = [Double](repeating: 0, count: geometry.planes)
     forEachPlane(x, geometry) { plane, values in
-      mean[plane] = accurateSum(values) / Double(values.count)
-      meanAbs[plane] = accurateSum(values.map(abs)) / Double(values.count)
+      mean[plane] = accurateMean(values)
+      meanAbs[plane] = accurateMean(values.map(abs))
     }
     return (mean, meanAbs)
+  }
+
+  /// The mean through `accurateSum`; when the sum of finite values overflows (float64 data near
+  /// its limit), the mean of the values scaled by 2^-64, scaled back.
+  static func accurateMean(_ values: [Double]) -> Double {
+    let mean = accurateSum(values) / Double(values.count)
+    guard !mean.isFinite, values.allSatisfy(\.isFinite) else { return mean }
+    return accurateSum(values.map { $0 * 0x1p-64 }) / Double(values.count) * 0x1p64
   }
 
   /// Neumaier's compensated sum; non-finite values propagate as in a plain sum.

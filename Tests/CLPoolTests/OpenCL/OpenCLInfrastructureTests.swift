@@ -22,19 +22,28 @@ struct OpenCLInfrastructureTests {
     #expect(OpenCLError(call: "clFinish", code: -36).description == "clFinish failed: CL_INVALID_COMMAND_QUEUE (-36)")
   }
 
-  /// A program that fails to build reports the device's log and the options it was built with.
+  /// A program that fails to build reports the device's log and the options it was built with,
+  /// in one line (the kernels refuse a BLOCK they cannot sum with, by #error); options the kernels
+  /// cannot check are refused before any build.
   @Test func failedBuildReportsLogAndOptions() throws {
     let device = try #require(try OpenCLDevice.all().first)
     let cache = ProgramCache(directory: nil)
-    do {
-      _ = try OpenCLBackend(device: device, buildOptions: "-DBLOCK=(", cache: cache)
-      Issue.record("a broken BLOCK definition must fail the build")
-    } catch CLPoolError.openCL(let error) {
-      #expect(error.call == "clBuildProgram")
-      #expect(error.name == "CL_BUILD_PROGRAM_FAILURE")
-      #expect(error.buildOptions?.contains("-DBLOCK=(") == true)
-      #expect(error.buildLog?.contains("error") == true, "log: \(error.buildLog ?? "nil")")
+    for block in [0, 1, 7, 100, 257, 2048] {
+      do {
+        _ = try OpenCLBackend(device: device, buildOptions: "-DBLOCK=\(block)", cache: cache)
+        Issue.record("BLOCK=\(block) must fail the build")
+      } catch CLPoolError.openCL(let error) {
+        #expect(error.call == "clBuildProgram")
+        #expect(error.name == "CL_BUILD_PROGRAM_FAILURE")
+        #expect(error.buildOptions?.contains("-DBLOCK=\(block)") == true)
+        #expect(error.buildLog?.contains("BLOCK must be a multiple of 8") == true, "log: \(error.buildLog ?? "nil")")
+        #expect(!error.description.contains("\n") && error.description.contains("BLOCK must be"), "\(error)")
+      }
     }
+    for options in ["-DBLOCK=(", "-cl-fast-relaxed-math", "-DWG_SIZE=64", "-DROWS=3", "-DSTORAGE_HALF", "-cl-mad-enable"] {
+      #expect(throws: CLPoolError.self, "\(options)") { try OpenCLBackend(device: device, buildOptions: options, cache: cache) }
+    }
+    _ = try OpenCLBackend(device: device, buildOptions: "-DBLOCK=512 -DK_BLOCK=1024", cache: cache)
   }
 
   /// auto falls back to the CPU backend, with a note, when the OpenCL kernels do not build.
@@ -42,7 +51,7 @@ struct OpenCLInfrastructureTests {
     let device = try #require(try OpenCLDevice.all().first)
     var notes: [String] = []
     let broken = try BackendSelection.resolve(
-      device: "\(device.index)", environment: ["CLPOOL_BUILD_OPTIONS": "-DBLOCK=("])
+      device: "\(device.index)", environment: ["CLPOOL_BUILD_OPTIONS": "-DBLOCK=7"])
     let backend = try broken.makeBackend { notes.append($0) }
     #expect(backend.kind == .cpu)
     #expect(notes.count == 1 && notes[0].contains("CL_BUILD_PROGRAM_FAILURE"), "\(notes)")

@@ -64,8 +64,10 @@ let libraryTargets: [Target] = [
 // MARK: - Tests
 
 let testTargets: [Target] = [
-  .testTarget(name: "CLPoolTests", dependencies: ["CLPool"]),
-  .testTarget(name: "CLPoolCLITests", dependencies: ["CLPool"]),
+  // What both test targets share (as swift-numerics' _TestSupport): .npy bytes, the CI flag, the seed.
+  .target(name: "TestSupport", dependencies: ["CLPool"], path: "Tests/TestSupport"),
+  .testTarget(name: "CLPoolTests", dependencies: ["CLPool", "TestSupport"]),
+  .testTarget(name: "CLPoolCLITests", dependencies: ["CLPool", "TestSupport"]),
 ]
 
 let package = Package(

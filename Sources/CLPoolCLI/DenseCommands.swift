@@ -11,29 +11,21 @@ struct DenseCommand: ParsableCommand {
 
   @OptionGroup var dense: DenseOptionGroup
 
-  @OptionGroup var outputOptions: OutputOptionGroup
-
-  @OptionGroup var storage: StorageOptionGroup
-
-  @OptionGroup var backendOptions: BackendOptionGroup
-
   func run() throws {
-    try run(storage.dtype.staticType)
+    try run(dense.storage.dtype.staticType)
   }
 
   private func run<S: StorageScalar>(_: S.Type) throws {
-    let (x, weight, bias) = try readDenseInputs(input, dense, as: S.self)
-    let paths = [input, dense.weight] + (dense.bias.map { [$0] } ?? [])
-    let geometry = try about(paths) {
-      try DenseGeometry(input: x.shape, weight: weight.shape, bias: bias?.shape, weightLayout: dense.weightLayout)
+    let inputs = try DenseInputs<S>(input, dense)
+    let geometry = try about(inputs.paths) {
+      try DenseGeometry(input: inputs.x.shape, weight: inputs.weight.shape, bias: inputs.bias?.shape, weightLayout: dense.weightLayout)
     }
-    let backend = try backendOptions.makeBackend(requiring: S.scalarType).backend(for: .dense(geometry))
+    let backend = try dense.backendOptions.makeBackend(requiring: S.scalarType).backend(for: .dense(geometry))
     let (y, seconds) = try timed {
-      try backend.dense(x, weight: weight, bias: bias, weightLayout: dense.weightLayout, activation: dense.activation)
+      try backend.dense(
+        inputs.x, weight: inputs.weight, bias: inputs.bias, weightLayout: dense.weightLayout, activation: dense.activation)
     }
-    try writeNPY(y, outputOptions.output)
-    try RunSummary("dense", inputs: [x.shape], output: y.shape, path: outputOptions.output, backend: backend, seconds: seconds)
-      .print(json: outputOptions.json)
+    try inputs.finish("dense", y, dense.outputOptions, backend, seconds)
   }
 }
 
@@ -44,42 +36,52 @@ struct HeadCommand: ParsableCommand {
   @Argument(help: "Input .npy feature maps, as for pool.")
   var input: String
 
-  @OptionGroup var dense: DenseOptionGroup
-
   @Option(help: "channels-first (nchw, ncl, ncdhw) or channels-last (nhwc, nlc, ndhwc).")
   var layout: LayoutArgument = .channelsFirst
 
-  @OptionGroup var outputOptions: OutputOptionGroup
-
-  @OptionGroup var storage: StorageOptionGroup
-
-  @OptionGroup var backendOptions: BackendOptionGroup
+  @OptionGroup var dense: DenseOptionGroup
 
   func run() throws {
-    try run(storage.dtype.staticType)
+    try run(dense.storage.dtype.staticType)
   }
 
   private func run<S: StorageScalar>(_: S.Type) throws {
-    let (x, weight, bias) = try readDenseInputs(input, dense, as: S.self)
-    try layout.check(x.shape, of: input)
-    let paths = [input, dense.weight] + (dense.bias.map { [$0] } ?? [])
-    let (pool, geometry) = try about(paths) {
-      try headGeometry(x.shape, layout.layout, weight.shape, bias?.shape, dense.weightLayout)
+    let inputs = try DenseInputs<S>(input, dense)
+    try layout.check(inputs.x.shape, of: input)
+    let (pool, geometry) = try about(inputs.paths) {
+      try headGeometry(inputs.x.shape, layout.layout, inputs.weight.shape, inputs.bias?.shape, dense.weightLayout)
     }
-    let backend = try backendOptions.makeBackend(requiring: S.scalarType).backend(for: .head(pool, geometry))
+    let backend = try dense.backendOptions.makeBackend(requiring: S.scalarType).backend(for: .head(pool, geometry))
     let (y, seconds) = try timed {
       try backend.head(
-        x, layout: layout.layout, weight: weight, bias: bias, weightLayout: dense.weightLayout, activation: dense.activation)
+        inputs.x, layout: layout.layout, weight: inputs.weight, bias: inputs.bias, weightLayout: dense.weightLayout,
+        activation: dense.activation)
     }
-    try writeNPY(y, outputOptions.output)
-    try RunSummary("head", inputs: [x.shape], output: y.shape, path: outputOptions.output, backend: backend, seconds: seconds)
-      .print(json: outputOptions.json)
+    try inputs.finish("head", y, dense.outputOptions, backend, seconds)
   }
 }
 
 /// The input, weight and bias files of dense and head, in storage type S.
-private func readDenseInputs<S: StorageScalar>(_ input: String, _ dense: DenseOptionGroup, as _: S.Type) throws
-  -> (TypedTensor<S>, TypedTensor<S>, TypedTensor<S>?)
-{
-  (try readNPY(input, as: S.self), try readNPY(dense.weight, as: S.self), try dense.bias.map { try readNPY($0, as: S.self) })
+private struct DenseInputs<S: StorageScalar> {
+  let x: TypedTensor<S>
+  let weight: TypedTensor<S>
+  let bias: TypedTensor<S>?
+  /// For messages about their shapes.
+  let paths: [String]
+
+  init(_ input: String, _ dense: DenseOptionGroup) throws {
+    x = try readNPY(input, as: S.self)
+    weight = try readNPY(dense.weight, as: S.self)
+    bias = try dense.bias.map { try readNPY($0, as: S.self) }
+    paths = [input, dense.weight] + (dense.bias.map { [$0] } ?? [])
+  }
+
+  /// Writes the result and reports.
+  func finish(_ command: String, _ y: TypedTensor<S>, _ output: OutputOptionGroup, _ backend: any Backend, _ seconds: Double)
+    throws
+  {
+    try writeNPY(y, output.output)
+    try RunSummary(command, inputs: [x.shape], output: y.shape, path: output.output, backend: backend, seconds: seconds)
+      .print(json: output.json)
+  }
 }

@@ -67,7 +67,7 @@ struct StorageOptionGroup: ParsableArguments {
   var dtype: ScalarType = .float32
 }
 
-/// The dense-layer inputs shared by `dense` and `head`.
+/// The dense-layer inputs, and the output, storage and backend options, of `dense` and `head`.
 struct DenseOptionGroup: ParsableArguments {
   @Option(help: "Weight .npy: [K,M] with --weight-layout in-out, [M,K] with out-in.")
   var weight: String
@@ -80,4 +80,10 @@ struct DenseOptionGroup: ParsableArguments {
 
   @Option(help: "none, relu, sigmoid or softmax.")
   var activation: Activation = .none
+
+  @OptionGroup var outputOptions: OutputOptionGroup
+
+  @OptionGroup var storage: StorageOptionGroup
+
+  @OptionGroup var backendOptions: BackendOptionGroup
 }

@@ -161,27 +161,13 @@ private struct ResultTable {
 }
 
 private struct SelfTestReport: Encodable {
-  struct Row: Encodable {
-    let backend: String
-    let operation: String
-    let variant: String
-    let shape: [Int]
-    let maxError: Double
-    let tolerance: Double
-    let scalarType: String
-    let extents: [[Int]]?
-    let seconds: Double
-    let passed: Bool
-    let skipped: String?
-    let mismatch: String?
-  }
   let seed: UInt64
   let seconds: Double
   let backends: [String]
   let passed: Int
   let failed: Int
   let skipped: Int
-  let results: [Row]
+  let results: [SelfTestResult]
 
   init(results: [SelfTestResult], backends: [any Backend], seed: UInt64, seconds: Double) {
     self.seed = seed
@@ -190,12 +176,6 @@ private struct SelfTestReport: Encodable {
     passed = results.filter(\.passed).count
     failed = results.filter(\.failed).count
     skipped = results.count - passed - failed
-    self.results = results.map {
-      Row(
-        backend: $0.backend, operation: $0.testCase.operationName, variant: $0.testCase.variant,
-        shape: $0.testCase.shape, maxError: $0.outcome.maxError, tolerance: $0.outcome.tolerance,
-        scalarType: $0.testCase.scalarType.rawValue, extents: $0.testCase.extents.isEmpty ? nil : $0.testCase.extents,
-        seconds: $0.seconds, passed: $0.passed, skipped: $0.skipped, mismatch: $0.outcome.mismatch)
-    }
+    self.results = results
   }
 }

@@ -1,17 +1,17 @@
 import CLPool
 import Foundation
+import TestSupport
 import Testing
 
 /// `clpool pool | dense | head | cam` on .npy files, as a user runs them, on every backend, checked
 /// against the float64 reference (and against numpy itself where it is installed).
 @Suite struct ComputeCommandTests {
-  static let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
 
   /// "cpu", plus "opencl" when a device exists (always in CI, where a missing device must fail).
   static let backends: [String] = {
     let hasDevice = (try? OpenCLDevice.all().isEmpty == false) ?? false
-    if !hasDevice && !isCI { print("note: OpenCL CLI tests skipped: no OpenCL device") }
-    return ["cpu"] + (hasDevice || isCI ? ["opencl"] : [])
+    if !hasDevice && !TestEnvironment.isCI { print("note: OpenCL CLI tests skipped: no OpenCL device") }
+    return ["cpu"] + (hasDevice || TestEnvironment.isCI ? ["opencl"] : [])
   }()
 
   /// A scratch folder per test.
@@ -49,7 +49,7 @@ import Testing
   @Test(arguments: backends)
   func poolMatchesTheReferenceForEveryRankAndLayout(_ backend: String) throws {
     let scratch = try Scratch()
-    var random = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
+    var random = SplitMix64(seed: TestEnvironment.seed)
     for (rank, channelsFirstShape) in Self.poolShapes {
       for layout in Layout.allCases {
         let x = try TestData.poolInput(channelsFirstShape, layout: layout, special: .forMax, random: &random)
@@ -82,7 +82,7 @@ import Testing
   @Test(arguments: backends)
   func denseAndHeadMatchTheReference(_ backend: String) throws {
     let scratch = try Scratch()
-    var random = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
+    var random = SplitMix64(seed: TestEnvironment.seed)
     let (n, k, m) = (5, 37, 11)
     let x = try TestData.uniform([n, k], in: -1..<1, random: &random)
     let wInOut = try TestData.uniform([k, m], in: -1..<1, random: &random)
@@ -121,7 +121,7 @@ import Testing
   @Test(arguments: backends)
   func camWritesTheMapAndAHeatMap(_ backend: String) throws {
     let scratch = try Scratch()
-    var random = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
+    var random = SplitMix64(seed: TestEnvironment.seed)
     let (c, h, w, classes) = (6, 5, 7, 4)
     let features = try TestData.uniform([c, h, w], in: -1..<1, random: &random)
     let weight = try TestData.uniform([c, classes], in: -1..<1, random: &random)
@@ -154,7 +154,7 @@ import Testing
   @Test(arguments: backends)
   func severalInputsPoolAsARaggedBatch(_ backend: String) throws {
     let scratch = try Scratch()
-    var random = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
+    var random = SplitMix64(seed: TestEnvironment.seed)
     for layout in Layout.allCases {
       var paths: [String] = []
       var (mean, meanAbs, maxima, indices): ([Double], [Double], [Double], [Int64]) = ([], [], [], [])
@@ -191,7 +191,7 @@ import Testing
   func dtypeSelectsTheStorageType(_ backend: String) throws {
     let scratch = try Scratch()
     // One plane of float64 values [1e8, 1, -1e8]: float32 loses the 1 (mean 0), float64 keeps it.
-    var data = NPYTestBytes.file(descr: "<f8", shape: [1, 1, 3], bytes: 0)
+    var data = NPYBytes.file(descr: "<f8", shape: [1, 1, 3], bytes: 0)
     for value in [1e8, 1.0, -1e8] { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
     try data.write(to: URL(fileURLWithPath: scratch.path("wide.npy")))
     let wide = try ClpoolRun.run(["pool", scratch.path("wide.npy"), "-o", scratch.path("m64.npy"), "--dtype", "float64", "--backend", backend])
@@ -258,11 +258,11 @@ import Testing
   @Test func malformedInputsExitTwoAndWriteNothing() throws {
     let scratch = try Scratch()
     let cases: [(String, Data, String)] = [
-      ("truncated.npy", NPYTestBytes.file(descr: "<f4", shape: [2, 3, 4], bytes: 40), "bytes of data follow"),
+      ("truncated.npy", NPYBytes.file(descr: "<f4", shape: [2, 3, 4], bytes: 40), "bytes of data follow"),
       ("magic.npy", Data("not a numpy file at all".utf8), "not a .npy file"),
-      ("lying.npy", NPYTestBytes.file(descr: "<f4", shape: [9, 9, 9], bytes: 96), "header says shape 9x9x9"),
-      ("int32.npy", NPYTestBytes.file(descr: "<i4", shape: [2, 3, 4], bytes: 96), "unsupported dtype '<i4'"),
-      ("object.npy", NPYTestBytes.file(descr: "|O", shape: [2, 3, 4], bytes: 192), "object arrays"),
+      ("lying.npy", NPYBytes.file(descr: "<f4", shape: [9, 9, 9], bytes: 96), "header says shape 9x9x9"),
+      ("int32.npy", NPYBytes.file(descr: "<i4", shape: [2, 3, 4], bytes: 96), "unsupported dtype '<i4'"),
+      ("object.npy", NPYBytes.file(descr: "|O", shape: [2, 3, 4], bytes: 192), "object arrays"),
     ]
     for (name, data, message) in cases {
       try data.write(to: scratch.url.appendingPathComponent(name))
@@ -296,23 +296,5 @@ import Testing
       #expect(run.stderrLines.count == 1 && run.stderr.contains(message), "\(arguments): \(run.stderr)")
       #expect(!scratch.exists("o.npy") && !scratch.exists("o.jpg") && !scratch.exists("i.npy"))
     }
-  }
-}
-
-/// Hand-made .npy bytes with a given payload size (for files that lie).
-enum NPYTestBytes {
-  static func file(descr: String, shape: [Int], bytes: Int) -> Data {
-    let header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(shape.map(String.init).joined(separator: ", "))), }\n"
-    let length = header.utf8.count
-    var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(length & 0xFF), UInt8(length >> 8)])
-    data.append(contentsOf: Array(header.utf8))
-    data.append(contentsOf: (0..<bytes).map { UInt8(truncatingIfNeeded: $0 &* 37) })
-    return data
-  }
-
-  static func float32File(shape: [Int], values: [Float]) -> Data {
-    var data = file(descr: "<f4", shape: shape, bytes: 0)
-    for value in values { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
-    return data
   }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// An OpenCL driver that lists a GPU but fails at context creation (Tests/Fixtures/failing_icd.c,
@@ -25,7 +26,7 @@ import Testing
 
   @Test func contextCreationFailureDegradesOrFailsClearly() throws {
     guard let vendors = try Self.buildFailingICD() else {
-      #expect(ProcessInfo.processInfo.environment["CI"] != "true", "CI must be able to build the fake ICD")
+      #expect(!TestEnvironment.isCI, "CI must be able to build the fake ICD")
       print("note: fault test skipped: no C compiler to build the fake ICD")
       return
     }
@@ -34,7 +35,7 @@ import Testing
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: scratch) }
     let input = scratch.appendingPathComponent("x.npy").path
-    try NPYTestBytes.float32File(shape: [1, 2, 2], values: [1, 2, 3, 5]).write(to: URL(fileURLWithPath: input))
+    try NPYBytes.float32File(shape: [1, 2, 2], values: [1, 2, 3, 5]).write(to: URL(fileURLWithPath: input))
     let environment = ["OCL_ICD_VENDORS": vendors.path, "CLPOOL_BACKEND": "auto"]
 
     let devices = try ClpoolRun.run(["devices"], environment: environment)

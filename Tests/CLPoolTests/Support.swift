@@ -1,5 +1,6 @@
 import CLPool
 import Foundation
+import TestSupport
 import Testing
 
 /// A backend as a test argument, named in the test report.
@@ -10,7 +11,7 @@ struct BackendUnderTest: Sendable, CustomTestStringConvertible {
 }
 
 enum TestBackends {
-  static let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
+  static var isCI: Bool { TestEnvironment.isCI }
 
   /// The OpenCL devices, or the reason there are none.
   static let openCLDevices: Result<[OpenCLDevice], any Error> = Result { try OpenCLDevice.all() }
@@ -56,12 +57,7 @@ enum TestBackends {
   static var all: [BackendUnderTest] { [cpu] + openCL }
 
   /// Fresh data each run; `CLPOOL_TEST_SEED` reproduces a failing run.
-  static let seed: UInt64 = {
-    let environment = ProcessInfo.processInfo.environment
-    let seed = environment["CLPOOL_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
-    print("note: test data seed \(seed) (set CLPOOL_TEST_SEED=\(seed) to reproduce)")
-    return seed
-  }()
+  static var seed: UInt64 { TestEnvironment.seed }
 }
 
 extension SelfTestCase: CustomTestStringConvertible {

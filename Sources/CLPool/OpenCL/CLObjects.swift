@@ -19,56 +19,33 @@ final class CLContext {
   let raw: cl_context
 
   init(device: cl_device_id) throws {
-    var status: cl_int = 0
     var device: cl_device_id? = device
-    let context = clCreateContext(nil, 1, &device, nil, nil, &status)
-    try check(status, "clCreateContext")
-    guard let context else { throw CLPoolError.openCL(OpenCLError(call: "clCreateContext", code: status)) }
-    raw = context
+    raw = try created("clCreateContext") { clCreateContext(nil, 1, &device, nil, nil, $0) }
     OpenCLDiagnostics.created()
   }
 
   /// Shares a caller's context: retained here, so releasing this object gives back exactly the
   /// reference it took.
-  init(retaining context: cl_context) throws {
-    try check(clRetainContext(context), "clRetainContext")
-    raw = context
-    OpenCLDiagnostics.created()
-  }
+  init(retaining context: cl_context) throws { raw = try retained(context, clRetainContext, "clRetainContext") }
 
-  deinit {
-    clReleaseContext(raw)
-    OpenCLDiagnostics.released()
-  }
+  deinit { released(clReleaseContext(raw)) }
 }
 
 final class CLQueue {
   let raw: cl_command_queue
 
   init(context: CLContext, device: cl_device_id) throws {
-    var status: cl_int = 0
     // Profiling stays on: `KernelTimer` reads kernel-only times from the events.
-    let queue = clCreateCommandQueue(
-      context.raw, device, cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE), &status)
-    try check(status, "clCreateCommandQueue")
-    guard let queue else {
-      throw CLPoolError.openCL(OpenCLError(call: "clCreateCommandQueue", code: status))
+    raw = try created("clCreateCommandQueue") {
+      clCreateCommandQueue(context.raw, device, cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE), $0)
     }
-    raw = queue
     OpenCLDiagnostics.created()
   }
 
   /// Shares a caller's queue (in-order or out-of-order): retained here, released with this object.
-  init(retaining queue: cl_command_queue) throws {
-    try check(clRetainCommandQueue(queue), "clRetainCommandQueue")
-    raw = queue
-    OpenCLDiagnostics.created()
-  }
+  init(retaining queue: cl_command_queue) throws { raw = try retained(queue, clRetainCommandQueue, "clRetainCommandQueue") }
 
-  deinit {
-    clReleaseCommandQueue(raw)
-    OpenCLDiagnostics.released()
-  }
+  deinit { released(clReleaseCommandQueue(raw)) }
 
   /// Enqueues an NDRange after `waitList`; `local == nil` lets the driver choose the work-group
   /// size.
@@ -145,7 +122,6 @@ final class CLBuffer {
   }
 
   init(context: CLContext, bytes: Int, flags: cl_mem_flags, host: HostData? = nil) throws {
-    var status: cl_int = 0
     var flags = flags
     var pointer: UnsafeMutableRawPointer?
     switch host {
@@ -158,10 +134,7 @@ final class CLBuffer {
     case nil:
       break
     }
-    let buffer = clCreateBuffer(context.raw, flags, max(bytes, 4), pointer, &status)
-    try check(status, "clCreateBuffer(\(bytes) bytes)")
-    guard let buffer else { throw CLPoolError.openCL(OpenCLError(call: "clCreateBuffer", code: status)) }
-    raw = buffer
+    raw = try created("clCreateBuffer(\(bytes) bytes)") { clCreateBuffer(context.raw, flags, max(bytes, 4), pointer, $0) }
     self.bytes = max(bytes, 4)
     OpenCLDiagnostics.created()
   }
@@ -180,11 +153,9 @@ final class CLBuffer {
   /// CL_DEVICE_MEM_BASE_ADDR_ALIGN), sharing its memory.
   init(subBufferOf parent: CLBuffer, offset: Int, bytes: Int) throws {
     var region = cl_buffer_region(origin: offset, size: bytes)
-    var status: cl_int = 0
-    let buffer = clCreateSubBuffer(
-      parent.raw, 0, cl_buffer_create_type(CL_BUFFER_CREATE_TYPE_REGION), &region, &status)
-    try check(status, "clCreateSubBuffer(offset \(offset), \(bytes) bytes)")
-    raw = buffer!
+    raw = try created("clCreateSubBuffer(offset \(offset), \(bytes) bytes)") {
+      clCreateSubBuffer(parent.raw, 0, cl_buffer_create_type(CL_BUFFER_CREATE_TYPE_REGION), &region, $0)
+    }
     self.bytes = bytes
     OpenCLDiagnostics.created()
   }
@@ -205,11 +176,7 @@ final class CLEvent {
   }
 
   /// Shares a caller's event: retained here, released with this object.
-  init(retaining event: cl_event) throws {
-    try check(clRetainEvent(event), "clRetainEvent")
-    raw = event
-    OpenCLDiagnostics.created()
-  }
+  init(retaining event: cl_event) throws { raw = try retained(event, clRetainEvent, "clRetainEvent") }
 
   deinit {
     clReleaseEvent(raw)
@@ -248,14 +215,14 @@ final class CLProgram {
   static func build(source: String, options: String, context: CLContext, device: cl_device_id)
     throws -> CLProgram
   {
-    var status: cl_int = 0
-    let program = source.withCString { text -> cl_program? in
-      var pointer: UnsafePointer<CChar>? = text
-      var length = strlen(text)
-      return clCreateProgramWithSource(context.raw, 1, &pointer, &length, &status)
+    let program = try created("clCreateProgramWithSource") { status in
+      source.withCString { text -> cl_program? in
+        var pointer: UnsafePointer<CChar>? = text
+        var length = strlen(text)
+        return clCreateProgramWithSource(context.raw, 1, &pointer, &length, status)
+      }
     }
-    try check(status, "clCreateProgramWithSource")
-    let owned = CLProgram(program!)
+    let owned = CLProgram(program)
     try owned.finishBuild(options: options, device: device)
     return owned
   }
@@ -347,10 +314,7 @@ final class CLKernel {
   let name: String
 
   init(program: CLProgram, name: String) throws {
-    var status: cl_int = 0
-    let kernel = clCreateKernel(program.raw, name, &status)
-    try check(status, "clCreateKernel(\(name))")
-    raw = kernel!
+    raw = try created("clCreateKernel(\(name))") { clCreateKernel(program.raw, name, $0) }
     self.name = name
     OpenCLDiagnostics.created()
   }
@@ -407,4 +371,26 @@ enum DriverOutput {
     close(file)
     return (result, String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
   }
+}
+
+/// The handle a `clCreate…` call returns through `create` (which gets the status pointer),
+/// checked: its status names the call, and a NULL handle is an error too.
+func created<Handle>(_ call: @autoclosure () -> String, _ create: (UnsafeMutablePointer<cl_int>) -> Handle?) throws -> Handle {
+  var status: cl_int = 0
+  let handle = create(&status)
+  try check(status, call())
+  guard let handle else { throw CLPoolError.openCL(OpenCLError(call: call(), code: CL_INVALID_VALUE)) }
+  return handle
+}
+
+/// A caller's handle with one more reference, which the owning object gives back in `deinit`.
+func retained<Handle>(_ handle: Handle, _ retain: (Handle) -> cl_int, _ call: String) throws -> Handle {
+  try check(retain(handle), call)
+  OpenCLDiagnostics.created()
+  return handle
+}
+
+/// An owning object's `deinit`: its reference given back (`status` ignored: deinit cannot throw).
+func released(_ status: cl_int) {
+  OpenCLDiagnostics.released()
 }

@@ -234,15 +234,14 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     return buffer
   }
 
-  /// An output buffer of `count` elements of S (fresh when it escapes the call as a device
+  /// An output buffer of `count` elements of `type` (fresh when it escapes the call as a device
   /// tensor), poisoned first when the options ask.
-  func outputBuffer<S: StorageScalar>(_: S.Type, count: Int, fresh: Bool = false, on chain: inout CommandChain) throws
-    -> CLBuffer
-  {
-    let bytes = count * S.scalarType.byteWidth
+  func outputBuffer(_ type: ScalarType, count: Int, fresh: Bool = false, on chain: inout CommandChain) throws -> CLBuffer {
+    let bytes = count * type.byteWidth
     let buffer = try scratch(.output, bytes: bytes, fresh: fresh)
     // Only what this call writes: a reused buffer may be any size, left by a call of another type.
-    if options.poisonOutputs { try chain.fill(buffer, with: S.poison, bytes: bytes) }
+    func poison<S: StorageScalar>(_: S.Type) throws { try chain.fill(buffer, with: S.poison, bytes: bytes) }
+    if options.poisonOutputs { try poison(type.staticType) }
     return buffer
   }
 

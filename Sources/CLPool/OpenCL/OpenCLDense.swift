@@ -9,12 +9,12 @@ extension OpenCLBackend {
     _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, _ geometry: DenseGeometry,
     _ activation: Activation
   ) throws -> [S] {
-    try checkDense(geometry, S.self, input: input.count, weight: weight.count)
+    try checkDense(geometry, S.scalarType, input: input.count, weight: weight.count)
     var output = [S](repeating: 0, count: geometry.rows * geometry.outputs)
     try hostCall { chain in
       try withUploads([input.scalars, weight.scalars, bias?.scalars ?? []]) { buffers in
         let y = try denseOnDevice(
-          buffers[0], buffers[1], bias == nil ? nil : buffers[2], S.self, geometry, activation, on: &chain)
+          buffers[0], buffers[1], bias == nil ? nil : buffers[2], S.scalarType, geometry, activation, on: &chain)
         try output.withUnsafeMutableBytes { try chain.read(y, into: $0) }
       }
     }
@@ -27,12 +27,12 @@ extension OpenCLBackend {
     _ geometry: DenseGeometry, _ activation: Activation
   ) throws -> [S] {
     try checkAllocation(features.count * S.scalarType.byteWidth, what: "head input \(Tensor.describe(features.shape))")
-    try checkDense(geometry, S.self, input: 0, weight: weight.count)
+    try checkDense(geometry, S.scalarType, input: 0, weight: weight.count)
     var output = [S](repeating: 0, count: geometry.rows * geometry.outputs)
     try hostCall { chain in
       try withUploads([features.scalars, weight.scalars, bias?.scalars ?? []]) { buffers in
         let y = try headOnDevice(
-          buffers[0], buffers[1], bias == nil ? nil : buffers[2], S.self, pool, geometry, activation, on: &chain)
+          buffers[0], buffers[1], bias == nil ? nil : buffers[2], S.scalarType, pool, geometry, activation, on: &chain)
         try output.withUnsafeMutableBytes { try chain.read(y, into: $0) }
       }
     }
@@ -40,8 +40,8 @@ extension OpenCLBackend {
   }
 
   /// Refuses sizes beyond the kernels' 32-bit dimensions or one device allocation.
-  func checkDense<S: StorageScalar>(_ geometry: DenseGeometry, _: S.Type, input: Int, weight: Int) throws {
-    let width = S.scalarType.byteWidth
+  func checkDense(_ geometry: DenseGeometry, _ type: ScalarType, input: Int, weight: Int) throws {
+    let width = type.byteWidth
     let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
     guard n <= UInt32.max, k <= UInt32.max, m <= UInt32.max else {
       throw CLPoolError.sizeLimit("dense \(n)x\(k)x\(m) exceeds the kernels' limit of \(UInt32.max) per dimension")
@@ -54,15 +54,15 @@ extension OpenCLBackend {
   /// Enqueues y = act(x · W + b) on device buffers (N, M > 0); the caller holds the lock.
   /// Every kernel computes each output by the same sequence of operations (dense.cl), so the
   /// choice below changes speed, not bits.
-  func denseOnDevice<S: StorageScalar>(
-    _ x: CLBuffer, _ w: CLBuffer, _ b: CLBuffer?, _: S.Type, _ geometry: DenseGeometry, _ activation: Activation,
+  func denseOnDevice(
+    _ x: CLBuffer, _ w: CLBuffer, _ b: CLBuffer?, _ type: ScalarType, _ geometry: DenseGeometry, _ activation: Activation,
     fresh: Bool = false, on chain: inout CommandChain
   ) throws -> CLBuffer {
     let (n, k, m) = (geometry.rows, geometry.inputs, geometry.outputs)
-    let entry = try program(S.scalarType)
+    let entry = try program(type)
     let program = entry.program
-    let y = try outputBuffer(S.self, count: n * m, fresh: fresh, on: &chain)
-    let weight = try inOutWeight(w, program, S.scalarType, geometry, fresh: fresh, on: &chain)
+    let y = try outputBuffer(type, count: n * m, fresh: fresh, on: &chain)
+    let weight = try inOutWeight(w, program, type, geometry, fresh: fresh, on: &chain)
     // Batches smaller than a tile run one row per work-item (GEMV) instead of padding the tile;
     // the work-group variant stages 64 x 64 output tiles through local memory (the GPU way).
     let singleRow = n < Self.denseRows
@@ -90,12 +90,12 @@ extension OpenCLBackend {
   }
 
   /// Enqueues the fused head on device buffers (N, M > 0); the caller holds the lock.
-  func headOnDevice<S: StorageScalar>(
-    _ x: CLBuffer, _ w: CLBuffer, _ b: CLBuffer?, _: S.Type, _ pool: PoolGeometry, _ geometry: DenseGeometry,
+  func headOnDevice(
+    _ x: CLBuffer, _ w: CLBuffer, _ b: CLBuffer?, _ type: ScalarType, _ pool: PoolGeometry, _ geometry: DenseGeometry,
     _ activation: Activation, fresh: Bool = false, on chain: inout CommandChain
   ) throws -> CLBuffer {
     let (n, c, m) = (geometry.rows, geometry.inputs, geometry.outputs)
-    let program = try program(S.scalarType).program
+    let program = try program(type).program
     // Batches smaller than a tile run one row per work-group, as dense does.
     let rowsPerGroup = n < Self.denseRows ? 1 : Self.denseRows
     let rowGroups = (n + rowsPerGroup - 1) / rowsPerGroup
@@ -103,10 +103,10 @@ extension OpenCLBackend {
     let width = min(Self.headGroupWidth, workGroupSize)
     let columnGroups = max(
       1, min((m + 16 * width - 1) / (16 * width), (device.computeUnits * 4 + rowGroups - 1) / rowGroups))
-    let y = try outputBuffer(S.self, count: n * m, fresh: fresh, on: &chain)
-    let weight = try inOutWeight(w, program, S.scalarType, geometry, fresh: fresh, on: &chain)
+    let y = try outputBuffer(type, count: n * m, fresh: fresh, on: &chain)
+    let weight = try inOutWeight(w, program, type, geometry, fresh: fresh, on: &chain)
     // Each work-group pools its rows into a region of its own (head.cl).
-    let pooledBytes = columnGroups * rowGroups * rowsPerGroup * c * S.scalarType.byteWidth
+    let pooledBytes = columnGroups * rowGroups * rowsPerGroup * c * type.byteWidth
     try checkAllocation(pooledBytes, what: "the head's pooled rows")
     let pooled = try scratch(.pooledRows, bytes: pooledBytes, fresh: fresh)
     try enqueue(

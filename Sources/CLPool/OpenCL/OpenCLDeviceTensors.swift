@@ -59,10 +59,7 @@ extension OpenCLBackend {
       geometry.outputShape(keepDims: keepDims), input.scalarType, inputs: [input], waitingFor: events,
       empty: geometry.planes == 0
     ) { chain, buffers in
-      func run<S: StorageScalar>(_: S.Type) throws -> CLBuffer {
-        try poolOnDevice(buffers[0], S.self, geometry, operation, returnIndices: false, fresh: true, on: &chain).values
-      }
-      return try run(input.scalarType.staticType)
+      try poolOnDevice(buffers[0], input.scalarType, geometry, operation, returnIndices: false, fresh: true, on: &chain).values
     }
   }
 
@@ -72,18 +69,8 @@ extension OpenCLBackend {
     activation: Activation = .none, waitingFor events: [cl_event] = []
   ) throws -> DeviceTensor {
     let geometry = try DenseGeometry(input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
-    let inputs = [input, weight] + (bias.map { [$0] } ?? [])
-    try checkSameType(inputs)
-    return try deviceResult(
-      geometry.outputShape, input.scalarType, inputs: inputs, waitingFor: events,
-      empty: geometry.rows == 0 || geometry.outputs == 0
-    ) { chain, buffers in
-      func run<S: StorageScalar>(_: S.Type) throws -> CLBuffer {
-        try checkDense(geometry, S.self, input: 0, weight: 0)
-        return try denseOnDevice(
-          buffers[0], buffers[1], bias == nil ? nil : buffers[2], S.self, geometry, activation, fresh: true, on: &chain)
-      }
-      return try run(input.scalarType.staticType)
+    return try deviceProduct(input, weight, bias, geometry, events) { chain, x, w, b in
+      try denseOnDevice(x, w, b, input.scalarType, geometry, activation, fresh: true, on: &chain)
     }
   }
 
@@ -93,19 +80,23 @@ extension OpenCLBackend {
     weightLayout: WeightLayout = .inOut, activation: Activation = .none, waitingFor events: [cl_event] = []
   ) throws -> DeviceTensor {
     let (pool, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
-    let inputs = [features, weight] + (bias.map { [$0] } ?? [])
+    return try deviceProduct(features, weight, bias, geometry, events) { chain, x, w, b in
+      try headOnDevice(x, w, b, features.scalarType, pool, geometry, activation, fresh: true, on: &chain)
+    }
+  }
+
+  /// Dense and head on device tensors: one storage type, the kernels' size limits, then `enqueue`.
+  private func deviceProduct(
+    _ x: DeviceTensor, _ weight: DeviceTensor, _ bias: DeviceTensor?, _ geometry: DenseGeometry, _ events: [cl_event],
+    _ enqueue: (inout CommandChain, CLBuffer, CLBuffer, CLBuffer?) throws -> CLBuffer
+  ) throws -> DeviceTensor {
+    let inputs = [x, weight] + (bias.map { [$0] } ?? [])
     try checkSameType(inputs)
+    try checkDense(geometry, x.scalarType, input: 0, weight: 0)
     return try deviceResult(
-      geometry.outputShape, features.scalarType, inputs: inputs, waitingFor: events,
-      empty: geometry.rows == 0 || geometry.outputs == 0
+      geometry.outputShape, x.scalarType, inputs: inputs, waitingFor: events, empty: geometry.rows == 0 || geometry.outputs == 0
     ) { chain, buffers in
-      func run<S: StorageScalar>(_: S.Type) throws -> CLBuffer {
-        try checkDense(geometry, S.self, input: 0, weight: 0)
-        return try headOnDevice(
-          buffers[0], buffers[1], bias == nil ? nil : buffers[2], S.self, pool, geometry, activation, fresh: true,
-          on: &chain)
-      }
-      return try run(features.scalarType.staticType)
+      try enqueue(&chain, buffers[0], buffers[1], bias == nil ? nil : buffers[2])
     }
   }
 

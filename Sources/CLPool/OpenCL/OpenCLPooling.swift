@@ -73,7 +73,7 @@ extension OpenCLBackend {
         let planeRange = (first * geometry.channels)..<((first + part.batch) * geometry.channels)
         try hostCall { chain in
           let x = try upload(UnsafeRawBufferPointer(rebasing: inputBytes[(first * sampleBytes)..<((first + part.batch) * sampleBytes)]))
-          let output = try poolOnDevice(x, S.self, part, operation, returnIndices: returnIndices, on: &chain)
+          let output = try poolOnDevice(x, S.scalarType, part, operation, returnIndices: returnIndices, on: &chain)
           try values[planeRange].withUnsafeMutableBytes { try chain.read(output.values, into: $0) }
           if let outputIndices = output.indices {
             try indices[planeRange].withUnsafeMutableBytes { try chain.read(outputIndices, into: $0) }
@@ -86,21 +86,21 @@ extension OpenCLBackend {
 
   /// Enqueues the pooling of device buffer `x` (planes > 0) on the chain, by `plan`'s rule; the
   /// caller holds the lock. `fresh`: every buffer is new (a device-tensor call).
-  func poolOnDevice<S: StorageScalar>(
-    _ x: CLBuffer, _: S.Type, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool,
+  func poolOnDevice(
+    _ x: CLBuffer, _ type: ScalarType, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool,
     fresh: Bool = false, on chain: inout CommandChain
   ) throws -> (values: CLBuffer, indices: CLBuffer?) {
     let average = operation == .average
     let planes = geometry.planes
-    let entry = try program(S.scalarType)
+    let entry = try program(type)
     let program = entry.program
     let plan = Self.plan(spatial: geometry.spatialSize, layout: geometry.layout, variant: entry.variant, workGroupSize: workGroupSize)
     let chunks = plan.chunking.chunks
-    let output = try outputBuffer(S.self, count: planes, fresh: fresh, on: &chain)
+    let output = try outputBuffer(type, count: planes, fresh: fresh, on: &chain)
     let outputIndices = returnIndices ? try indexBuffer(count: planes, on: &chain) : nil
     // With one chunk, pass 1 writes the final values; otherwise partials, folded by pass 2:
     // sums in the arithmetic type, maxima (exact) in the storage type with their positions.
-    let partialWidth = average ? Self.accumulatorWidth(S.scalarType) : S.scalarType.byteWidth
+    let partialWidth = average ? Self.accumulatorWidth(type) : type.byteWidth
     let partial = chunks == 1 ? output : try scratch(.partial, bytes: planes * chunks * partialWidth, fresh: fresh)
     let partialIndices =
       chunks == 1 ? outputIndices : average ? nil : try scratch(.partialIndices, bytes: planes * chunks * 8, fresh: fresh)
@@ -166,7 +166,7 @@ extension OpenCLBackend {
     var indices = [Int64](repeating: 0, count: returnIndices ? n * c : 0)
     try hostCall { chain in
       try withUploads([batch.scalars, batch.offsets.map(UInt64.init), batch.spatialSizes.map(UInt64.init)]) { inputs in
-        let output = try outputBuffer(S.self, count: n * c, on: &chain)
+        let output = try outputBuffer(S.scalarType, count: n * c, on: &chain)
         let outputIndices = returnIndices ? try indexBuffer(count: n * c, on: &chain) : nil
         let channelsLast = batch.layout == .channelsLast
         try enqueue(
@@ -190,7 +190,7 @@ extension OpenCLBackend {
     var dx = [Float](repeating: 0, count: count)
     try hostCall { chain in
       try withUploads(indices.map { [gradient.scalars, $0] } ?? [gradient.scalars]) { inputs in
-        let output = try outputBuffer(Float.self, count: count, on: &chain)
+        let output = try outputBuffer(.float32, count: count, on: &chain)
         try enqueue(
           indices == nil ? "gap_backward" : "gmp_backward", of: try program(.float32).program,
           inputs.map(KernelArgument.buffer) + [

@@ -94,6 +94,29 @@ public struct SelfTestResult: Sendable {
   public var failed: Bool { skipped == nil && !outcome.passed }
 }
 
+/// A result as `clpool selftest --json` reports it.
+extension SelfTestResult: Encodable {
+  private enum CodingKeys: String, CodingKey {
+    case backend, operation, variant, shape, extents, scalarType, maxError, tolerance, seconds, passed, skipped, mismatch
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(backend, forKey: .backend)
+    try container.encode(testCase.operationName, forKey: .operation)
+    try container.encode(testCase.variant, forKey: .variant)
+    try container.encode(testCase.shape, forKey: .shape)
+    try container.encodeIfPresent(testCase.extents.isEmpty ? nil : testCase.extents, forKey: .extents)
+    try container.encode(testCase.scalarType.rawValue, forKey: .scalarType)
+    try container.encode(outcome.maxError, forKey: .maxError)
+    try container.encode(outcome.tolerance, forKey: .tolerance)
+    try container.encode(seconds, forKey: .seconds)
+    try container.encode(passed, forKey: .passed)
+    try container.encodeIfPresent(skipped, forKey: .skipped)
+    try container.encodeIfPresent(outcome.mismatch, forKey: .mismatch)
+  }
+}
+
 extension String {
   /// FNV-1a of the UTF-8 bytes: unlike `hashValue`, the same in every process.
   var hashValueStable: UInt64 {

@@ -1,32 +1,7 @@
 import CLPool
 import Foundation
+import TestSupport
 import Testing
-
-/// Builds .npy bytes by hand (independently of `NPY.encode`) for any version, dtype and order.
-enum NPYBytes {
-  static func file(version: UInt8 = 1, descr: String, fortran: Bool = false, shape: [Int], payload: [UInt8]) -> Data {
-    let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(\(shape.map(String.init).joined(separator: ", ")))"
-    let header = "{'descr': '\(descr)', 'fortran_order': \(fortran ? "True" : "False"), 'shape': \(shapeText), }\n"
-    var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [version, 0]
-    let length = header.utf8.count
-    bytes += version == 1 ? [UInt8(length & 0xFF), UInt8(length >> 8)] : [UInt8(length & 0xFF), UInt8(length >> 8 & 0xFF), 0, 0]
-    return Data(bytes + Array(header.utf8) + payload)
-  }
-
-  static func float32(_ values: [Float], bigEndian: Bool = false) -> [UInt8] {
-    values.flatMap { value -> [UInt8] in
-      let bits = bigEndian ? value.bitPattern.bigEndian : value.bitPattern.littleEndian
-      return withUnsafeBytes(of: bits) { Array($0) }
-    }
-  }
-
-  static func float64(_ values: [Double], bigEndian: Bool = false) -> [UInt8] {
-    values.flatMap { value -> [UInt8] in
-      let bits = bigEndian ? value.bitPattern.bigEndian : value.bitPattern.littleEndian
-      return withUnsafeBytes(of: bits) { Array($0) }
-    }
-  }
-}
 
 @Suite struct NPYTests {
   @Test func readsEveryVersionDtypeAndByteOrder() throws {

@@ -1,5 +1,6 @@
 import CLPool
 import Foundation
+import TestSupport
 import Testing
 
 /// A bounded mutation fuzzer for the .npy reader (the library's only parser of untrusted bytes):

@@ -21,12 +21,6 @@ let systemLibraries: [Target] = [
     pkgConfig: "OpenCL",
     providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]
   ),
-  // CBLAS for the CPU backend's dense layer (OpenBLAS on Linux; Accelerate is used on Apple).
-  .systemLibrary(
-    name: "CBLAS",
-    pkgConfig: "openblas",
-    providers: [.apt(["libopenblas-dev"])]
-  ),
   // libpng for `clpool cam`'s heat-map images.
   .systemLibrary(
     name: "CPNG",
@@ -36,12 +30,15 @@ let systemLibraries: [Target] = [
 ]
 
 let libraryTargets: [Target] = [
+  // The CPU backend's inner loops in C, compiled per instruction set with target attributes and
+  // picked by cpuid at run time (no compiler flags, so dependents build as usual).
+  .target(name: "CLPoolCPU", exclude: ["kernels.inc", "kernels_type.inc"]),
   .target(
     name: "CLPool",
     dependencies: [
+      .target(name: "CLPoolCPU"),
       .target(name: "COpenCL"),
       .target(name: "CPNG"),
-      .target(name: "CBLAS", condition: .when(platforms: [.linux])),
     ],
     // The kernels live at the top level (one source of truth, lint-able as OpenCL C) and are
     // embedded into the library so an installed `clpool` needs no files beside it.

@@ -1,3 +1,5 @@
+import CLPoolCPU
+
 /// The element types a tensor can be stored in. Arithmetic runs in float32 for float16 and
 /// float32 storage, in float64 for float64 storage.
 public enum ScalarType: String, CaseIterable, Sendable {
@@ -125,17 +127,14 @@ extension TypedTensor {
   }
 }
 
-/// `values` as `T`: the same array (no copy) when S is T, else each element converted (rounded
-/// to nearest, ties to even, when narrowing).
+/// `values` as `T`: the same array (no copy) when S is T, else each element converted by the CPU
+/// kernels (rounded to nearest, ties to even, once, when narrowing).
 func converted<S: StorageScalar, T: StorageScalar>(_ values: [S], to _: T.Type) -> [T] {
   if S.self == T.self { return unsafeBitCast(values, to: [T].self) }
-  // The float16 <-> float32 pair, concretely typed, so it does not go through generic dispatch.
-  if S.self == Float16.self, T.self == Float.self {
-    let halves = unsafeBitCast(values, to: [Float16].self)
-    return unsafeBitCast(halves.withUnsafeBufferPointer { HalfConversion.widen($0) }, to: [T].self)
+  return [T](unsafeUninitializedCapacity: values.count) { out, initialized in
+    values.withUnsafeBytes {
+      clpool_convert(S.scalarType.kernelCode, $0.baseAddress, 0, T.scalarType.kernelCode, out.baseAddress, values.count)
+    }
+    initialized = values.count
   }
-  if S.self == Float.self, T.self == Float16.self {
-    return unsafeBitCast(unsafeBitCast(values, to: [Float].self).map(Float16.init), to: [T].self)
-  }
-  return values.map { T($0) }
 }

@@ -60,12 +60,15 @@ import Testing
     defer { try? FileManager.default.removeItem(at: directory) }
     let file = directory.appendingPathComponent("readme.swift")
     try source.write(to: file, atomically: true, encoding: .utf8)
-    // The library's module sits next to clpool; its C modules' maps are in Sources/.
-    let modules = ClpoolRun.executable.deletingLastPathComponent().appendingPathComponent("Modules")
+    // The library's module sits next to clpool; its system modules' maps are in Sources/, the C
+    // target's in its build folder.
+    let build = ClpoolRun.executable.deletingLastPathComponent()
     let compiler = try ClpoolRun.program(
       URL(fileURLWithPath: "/usr/bin/env"),
-      ["swiftc", "-typecheck", "-I", modules.path]
-        + ["COpenCL", "CBLAS", "CPNG"].flatMap { ["-I", root.appendingPathComponent("Sources/\($0)").path] } + [file.path])
+      ["swiftc", "-typecheck", "-I", build.appendingPathComponent("Modules").path]
+        + ["COpenCL", "CPNG"].flatMap { ["-I", root.appendingPathComponent("Sources/\($0)").path] }
+        + ["-I", build.appendingPathComponent("CLPoolCPU.build").path, "-I", root.appendingPathComponent("Sources/CLPoolCPU/include").path]
+        + [file.path])
     #expect(compiler.status == 0, "README Swift examples do not compile:\n\(compiler.stdout)\(compiler.stderr)")
   }
 }

@@ -1,3 +1,4 @@
+import CLPoolCPU
 import Foundation
 
 /// NumPy `.npy` files: format versions 1.0, 2.0 and 3.0.
@@ -133,24 +134,13 @@ public enum NPY {
     return layout.header.fortranOrder && layout.header.shape.count > 1 ? fortranToC(values, shape: layout.header.shape) : values
   }
 
-  /// Elements of the file's type at `source` (out.count of them) into S: copied when the types
-  /// and byte order agree, else converted a chunk at a time. A float64 file goes to a narrower S
-  /// through float64 (float64 → float32 → float16 would round twice); the rest through float32.
+  /// Elements of the file's type at `source` (out.count of them) into S, each rounded once (the
+  /// CPU kernels' conversion, which byte-swaps a big-endian file's elements too).
   static func convert<S: StorageScalar>(_ source: UnsafeRawBufferPointer, _ element: ElementType, into out: UnsafeMutableBufferPointer<S>) {
     guard out.count > 0 else { return }
-    if element.kind.scalarType == S.scalarType, !element.bigEndian {
-      UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<(out.count * element.size)]))
-      return
-    }
-    let chunk = 1 << 16
-    for begin in stride(from: 0, to: out.count, by: chunk) {
-      let end = min(begin + chunk, out.count)
-      let converted: [S] =
-        element.kind == .float64 || S.scalarType == .float64
-        ? CLPool.converted((begin..<end).map { element.loadDouble(source.baseAddress!, $0) }, to: S.self)
-        : CLPool.converted((begin..<end).map { element.load(source.baseAddress!, $0) }, to: S.self)
-      _ = UnsafeMutableBufferPointer(rebasing: out[begin..<end]).initialize(from: converted)
-    }
+    clpool_convert(
+      element.kind.scalarType.kernelCode, source.baseAddress, element.bigEndian ? 1 : 0, S.scalarType.kernelCode,
+      out.baseAddress, out.count)
   }
 
   /// Column-major to row-major for any rank.
@@ -201,28 +191,6 @@ public enum NPY {
       case "=": bigEndian = 1.bigEndian == 1
       default: throw fail("unsupported byte order in dtype '\(descr)'")
       }
-    }
-
-    @inline(__always)
-    func load(_ base: UnsafeRawPointer, _ i: Int) -> Float {
-      switch kind {
-      case .float16:
-        let bits = base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)
-        return HalfConversion.float(fromBits: bigEndian ? bits.byteSwapped : bits)
-      case .float32:
-        let bits = base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)
-        return Float(bitPattern: bigEndian ? bits.byteSwapped : bits)
-      case .float64:
-        return Float(loadDouble(base, i))
-      }
-    }
-
-    /// Element i as float64 (exact for every type read).
-    @inline(__always)
-    func loadDouble(_ base: UnsafeRawPointer, _ i: Int) -> Double {
-      guard kind == .float64 else { return Double(load(base, i)) }
-      let bits = base.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)
-      return Double(bitPattern: bigEndian ? bits.byteSwapped : bits)
     }
   }
 

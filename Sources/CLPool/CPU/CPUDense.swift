@@ -1,0 +1,116 @@
+import CLPoolCPU
+
+/// y = activation(x · W + b) on the CPU for one weight: W in the arithmetic type and laid out
+/// [K, M] once (an out-in weight transposed, a float16 one widened), then rows of x multiplied in
+/// tiles on every core by `clpool_gemm`. Each output is the same chain of operations whatever the
+/// tile, the thread or the number of rows (Sources/CLPoolCPU/include/clpool_cpu.h), so a row's
+/// result does not depend on the batch it came in.
+struct CPUDense {
+  let storage: ScalarType
+  let geometry: DenseGeometry
+  private let weight: Buffer
+  private let bias: Buffer?
+
+
+  init<S: StorageScalar>(_ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, _ geometry: DenseGeometry) throws {
+    storage = S.scalarType
+    self.geometry = geometry
+    let (k, m) = (geometry.inputs, geometry.outputs)
+    try HostMemory.check(elements: k, m, width: S.scalarType.accumulatorWidth, what: "dense weight")
+    self.weight = Buffer(weight.scalars, S.scalarType, transposedFrom: geometry.weightLayout == .outIn ? (m, k) : nil)
+    self.bias = bias.map { Buffer($0.scalars, S.scalarType, transposedFrom: nil) }
+  }
+
+  /// `count` rows of x (storage type, [count, K] at `x`) into `out` ([count, M], storage type).
+  func rows(of x: UnsafeRawPointer, count: Int, _ activation: Activation, into out: UnsafeMutableRawPointer) throws {
+    let (k, m) = (geometry.inputs, geometry.outputs)
+    let accumulator = storage.accumulator
+    let input = storage == accumulator ? nil : Buffer(converting: x, count: count * k, from: storage)
+    let result = storage == accumulator ? nil : UnsafeMutableRawPointer.allocate(byteCount: count * m * 4, alignment: 64)
+    defer { result?.deallocate() }
+    let y = result ?? out
+    // One task per core: W's columns split across the cores (each task packs its panels of W and
+    // its tiles of x once per block of k), and the rows too when there are fewer columns than cores.
+    let cores = CPUInfo.activeCores
+    let taskColumns = (max(1, (m + cores - 1) / cores) + 15) / 16 * 16
+    let columnTasks = (m + taskColumns - 1) / taskColumns
+    let rowSplit = max(1, min(cores / columnTasks, (count + 5) / 6))
+    let taskRows = ((count + rowSplit - 1) / rowSplit + 5) / 6 * 6
+    let rowTasks = (count + taskRows - 1) / taskRows
+    let task = { (xs: UnsafeRawPointer, w: UnsafeRawPointer, b: UnsafeRawPointer?, index: Int) in
+      let (rowTask, columnTask) = (index / columnTasks, index % columnTasks)
+      clpool_gemm(
+        accumulator.kernelCode, xs, w, b, y, k, m, rowTask * taskRows, min(count, (rowTask + 1) * taskRows),
+        columnTask * taskColumns, min(m, (columnTask + 1) * taskColumns))
+    }
+    input.withPointer { converted in
+      weight.withPointer { w in
+        bias.withPointer { b in
+          parallelFor(rowTasks * columnTasks, grain: 1) { tasks in
+            for index in tasks { task(converted ?? x, w, b, index) }
+          }
+        }
+      }
+    }
+    if let code = Self.activationCode(activation) { clpool_activate(accumulator.kernelCode, y, count, m, code) }
+    if let result { clpool_convert(accumulator.kernelCode, result, 0, storage.kernelCode, out, count * m) }
+  }
+
+  private static func activationCode(_ activation: Activation) -> Int32? {
+    switch activation {
+    case .none: return nil
+    case .relu: return 1
+    case .sigmoid: return 2
+    case .softmax: return 3
+    }
+  }
+
+  /// Elements in the arithmetic type: the caller's own array when it already is that (and needs
+  /// no transpose), else a converted (and transposed) copy this buffer owns.
+  final class Buffer: @unchecked Sendable {
+    private let owned: UnsafeMutableRawPointer?
+    private let original: (any HostArray)?
+
+    init<S: StorageScalar>(_ values: [S], _ type: ScalarType, transposedFrom shape: (rows: Int, columns: Int)?) {
+      let accumulator = type.accumulator
+      guard type != accumulator || shape != nil else {
+        original = values
+        owned = nil
+        return
+      }
+      let bytes = max(1, values.count) * accumulator.byteWidth
+      var widened = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+      values.withUnsafeBytes { clpool_convert(type.kernelCode, $0.baseAddress, 0, accumulator.kernelCode, widened, values.count) }
+      if let shape {
+        let transposed = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        clpool_transpose(accumulator.kernelCode, widened, shape.rows, shape.columns, transposed)
+        widened.deallocate()
+        widened = transposed
+      }
+      owned = widened
+      original = nil
+    }
+
+    /// `count` elements of `type` at `source`, widened to its arithmetic type.
+    init(converting source: UnsafeRawPointer, count: Int, from type: ScalarType) {
+      owned = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * type.accumulatorWidth, alignment: 64)
+      clpool_convert(type.kernelCode, source, 0, type.accumulator.kernelCode, owned, count)
+      original = nil
+    }
+
+    deinit { owned?.deallocate() }
+
+    func withPointer<Result>(_ body: (UnsafeRawPointer) throws -> Result) rethrows -> Result {
+      if let owned { return try body(UnsafeRawPointer(owned)) }
+      return try original!.withBytes { try body($0.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!) }
+    }
+  }
+}
+
+extension Optional where Wrapped == CPUDense.Buffer {
+  /// The buffer's pointer, or nil, for `body`.
+  func withPointer<Result>(_ body: (UnsafeRawPointer?) throws -> Result) rethrows -> Result {
+    guard let buffer = self else { return try body(nil) }
+    return try buffer.withPointer { try body($0) }
+  }
+}

@@ -1,0 +1,112 @@
+/* Picks the kernels' instruction set once, from cpuid (and CLPOOL_CPU_ISA), and forwards each
+ * entry point of clpool_cpu.h to it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "clpool_cpu.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#define DECLARE(suffix)                                                                                  \
+  void sum_items_##suffix(int, const void *, size_t, size_t, size_t, size_t, void *);                  \
+  void max_items_##suffix(int, const void *, size_t, size_t, size_t, size_t, void *, int64_t *);       \
+  void sum_channels_##suffix(int, const void *, size_t, size_t, size_t, size_t, void *, size_t, int);  \
+  void max_channels_##suffix(int, const void *, size_t, size_t, size_t, size_t, void *, int64_t *, size_t, int); \
+  void fold_##suffix(int, int, const void *, const int64_t *, size_t, size_t, size_t, void *, int64_t *, const void *, int, size_t); \
+  double rescaled_mean_##suffix(int, const void *, size_t, size_t);                                   \
+  void convert_##suffix(int, const void *, int, int, void *, size_t);                                \
+  void transpose_##suffix(int, const void *, size_t, size_t, void *);                                 \
+  void activate_##suffix(int, void *, size_t, size_t, int);                                            \
+  void gemm_##suffix(int, const void *, const void *, const void *, void *, size_t, size_t, size_t, size_t, size_t, size_t);
+DECLARE(baseline)
+#if defined(__x86_64__)
+DECLARE(avx2)
+#endif
+
+/* AVX2, FMA and F16C in the CPU, and AVX state enabled by the OS (XGETBV). */
+static int detect(void) {
+#if defined(__x86_64__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return CLPOOL_ISA_BASELINE;
+  int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+  if (!(fma && osxsave && avx && f16c)) return CLPOOL_ISA_BASELINE;
+  unsigned low, high;
+  __asm__ volatile("xgetbv" : "=a"(low), "=d"(high) : "c"(0));
+  if ((low & 6) != 6) return CLPOOL_ISA_BASELINE;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((b >> 5) & 1)) return CLPOOL_ISA_BASELINE;
+  const char *wanted = getenv("CLPOOL_CPU_ISA");
+  if (wanted && strcmp(wanted, "baseline") == 0) return CLPOOL_ISA_BASELINE;
+  return CLPOOL_ISA_AVX2;
+#else
+  return CLPOOL_ISA_BASELINE;
+#endif
+}
+
+int clpool_cpu_isa(void) {
+  static int isa = -1; /* a race here only computes the same answer twice */
+  int known = __atomic_load_n(&isa, __ATOMIC_RELAXED);
+  if (known < 0) {
+    known = detect();
+    __atomic_store_n(&isa, known, __ATOMIC_RELAXED);
+  }
+  return known;
+}
+
+const char *clpool_cpu_isa_name(void) { return clpool_cpu_isa() == CLPOOL_ISA_AVX2 ? "AVX2+FMA+F16C" : "baseline x86-64 (SSE2)"; }
+
+#if defined(__x86_64__)
+#define FORWARD(call, ...)                                          \
+  if (clpool_cpu_isa() == CLPOOL_ISA_AVX2) return call##_avx2(__VA_ARGS__); \
+  return call##_baseline(__VA_ARGS__)
+#else
+#define FORWARD(call, ...) return call##_baseline(__VA_ARGS__)
+#endif
+
+void clpool_sum_items(int type, const void *x, size_t length, size_t chunk_length, size_t first, size_t count,
+                      void *out) {
+  FORWARD(sum_items, type, x, length, chunk_length, first, count, out);
+}
+
+void clpool_max_items(int type, const void *x, size_t length, size_t chunk_length, size_t first, size_t count,
+                      void *out, int64_t *indices) {
+  FORWARD(max_items, type, x, length, chunk_length, first, count, out, indices);
+}
+
+void clpool_sum_channels(int type, const void *x, size_t channels, size_t positions, size_t c0, size_t width,
+                         void *out, size_t out_stride, int final) {
+  FORWARD(sum_channels, type, x, channels, positions, c0, width, out, out_stride, final);
+}
+
+void clpool_max_channels(int type, const void *x, size_t channels, size_t positions, size_t c0, size_t width,
+                         void *out, int64_t *indices, size_t out_stride, int final) {
+  FORWARD(max_channels, type, x, channels, positions, c0, width, out, indices, out_stride, final);
+}
+
+void clpool_fold(int type, int average, const void *partials, const int64_t *partial_indices, size_t planes,
+                 size_t chunks, size_t length, void *out, int64_t *indices, const void *x, int channels_last,
+                 size_t channels) {
+  FORWARD(fold, type, average, partials, partial_indices, planes, chunks, length, out, indices, x, channels_last, channels);
+}
+
+double clpool_rescaled_mean(int type, const void *p, size_t count, size_t stride) {
+  FORWARD(rescaled_mean, type, p, count, stride);
+}
+
+void clpool_convert(int from, const void *source, int swap_bytes, int to, void *destination, size_t count) {
+  FORWARD(convert, from, source, swap_bytes, to, destination, count);
+}
+
+void clpool_gemm(int type, const void *x, const void *w, const void *bias, void *y, size_t k, size_t m,
+                 size_t row_begin, size_t row_end, size_t column_begin, size_t column_end) {
+  FORWARD(gemm, type, x, w, bias, y, k, m, row_begin, row_end, column_begin, column_end);
+}
+
+void clpool_transpose(int type, const void *source, size_t rows, size_t cols, void *destination) {
+  FORWARD(transpose, type, source, rows, cols, destination);
+}
+
+void clpool_activate(int type, void *y, size_t rows, size_t cols, int activation) {
+  FORWARD(activate, type, y, rows, cols, activation);
+}

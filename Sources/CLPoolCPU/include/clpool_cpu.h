@@ -1,0 +1,86 @@
+/*
+ * The CPU backend's inner loops (pooling, the batch-invariant matrix product, element
+ * conversions), compiled twice: for baseline x86-64 (SSE2) and for AVX2 + FMA + F16C, with
+ * function target attributes (no compiler flags, so packages that depend on CLPool build as
+ * usual). clpool_cpu_isa() picks one at first use from cpuid, or from CLPOOL_CPU_ISA
+ * (baseline | avx2; a request the CPU cannot run falls back to baseline). The Swift side
+ * (Sources/CLPool/CPU) splits the work across threads and folds chunk partials; every routine here
+ * is single-threaded and writes only its own outputs.
+ *
+ * Types: CLPOOL_F16 (IEEE half storage, float arithmetic), CLPOOL_F32, CLPOOL_F64 (double
+ * arithmetic). "acc" below is float for the first two and double for the third.
+ *
+ * Precision and order (as Kernels/pool.cl): sums add VEC-wide lanes over blocks of 256 elements
+ * and fold block sums with Kahan compensation; the order of every operation depends only on the
+ * sizes, never on threads. The product computes each output as an fma (baseline: multiply, then
+ * add) chain over k in order, in blocks of 4096 steps folded in order, whatever the tiling: a row's
+ * result never depends on the batch it came in.
+ */
+#ifndef CLPOOL_CPU_H
+#define CLPOOL_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { CLPOOL_F16 = 0, CLPOOL_F32 = 1, CLPOOL_F64 = 2 };
+enum { CLPOOL_ISA_BASELINE = 0, CLPOOL_ISA_AVX2 = 1 };
+
+/* The instruction set in use (CLPOOL_ISA_*), and its name. */
+int clpool_cpu_isa(void);
+const char *clpool_cpu_isa_name(void);
+
+/* Items [first, first + count) of `planes x chunks`, item = plane * chunks + chunk, over planes
+ * of `length` contiguous elements cut in chunks of `chunk_length`, into out[i]: with one chunk per
+ * plane the plane's mean in the storage type (final), else the chunk's sum in acc (a partial for
+ * clpool_fold). */
+void clpool_sum_items(int type, const void *x, size_t length, size_t chunk_length, size_t first,
+                      size_t count, void *out);
+
+/* The same items' maxima (NaN if the chunk has one), stored as for clpool_sum_items, and when
+ * indices is not NULL the position within the plane of each chunk's first maximum (first NaN). */
+void clpool_max_items(int type, const void *x, size_t length, size_t chunk_length, size_t first,
+                      size_t count, void *out, int64_t *indices);
+
+/* Channels-last: `positions` positions of `channels` channels from x (the first position's channel
+ * 0), channels [c0, c0 + width) (width <= 2048), into out[(c - c0) * out_stride]: with `final` the
+ * mean over those positions in the storage type, else the sum in acc. */
+void clpool_sum_channels(int type, const void *x, size_t channels, size_t positions, size_t c0,
+                         size_t width, void *out, size_t out_stride, int final);
+
+/* The same channels' maxima (stored as for clpool_sum_channels) and, when indices is not NULL,
+ * first-max positions relative to x's first position (positions < 2^31). */
+void clpool_max_channels(int type, const void *x, size_t channels, size_t positions, size_t c0,
+                         size_t width, void *out, int64_t *indices, size_t out_stride, int final);
+
+/* Pass 2 for planes of several chunks: partial[plane * chunks + k] (acc; maxima with their
+ * plane-relative partial_indices) folded in chunk order into out[plane] in the storage type: the
+ * mean over `length` (average) or the max, and indices when not NULL. x, channels_last and channels
+ * locate a plane for the mean's slow path. */
+void clpool_fold(int type, int average, const void *partials, const int64_t *partial_indices,
+                 size_t planes, size_t chunks, size_t length, void *out, int64_t *indices,
+                 const void *x, int channels_last, size_t channels);
+
+/* The mean of `count` elements spaced `stride` apart, each scaled by 2^-64 before it is added (no
+ * sum of finite values overflows then), scaled back, clamped to the largest finite value: the slow
+ * path for planes whose plain sum is not finite. */
+double clpool_rescaled_mean(int type, const void *p, size_t count, size_t stride);
+
+/* count elements from `from` to `to` (CLPOOL_F*), rounded to nearest (ties to even) when
+ * narrowing; `swap_bytes`: the source is big-endian. */
+void clpool_convert(int from, const void *source, int swap_bytes, int to, void *destination,
+                    size_t count);
+
+/* Rows [row_begin, row_end) and columns [column_begin, column_end) of y = x . w (+ bias), for
+ * x [n, k] and w [k, m] row-major, in acc (float or double: a float16 product converts first).
+ * column_begin is a multiple of 16. */
+void clpool_gemm(int type, const void *x, const void *w, const void *bias, void *y, size_t k,
+                 size_t m, size_t row_begin, size_t row_end, size_t column_begin,
+                 size_t column_end);
+
+/* out[c, r] = in[r, c] for in [rows, cols] of acc. */
+void clpool_transpose(int type, const void *source, size_t rows, size_t cols, void *destination);
+
+/* In place on y [rows, cols] of acc: 1 relu, 2 sigmoid, 3 softmax per row, 0 nothing. */
+void clpool_activate(int type, void *y, size_t rows, size_t cols, int activation);
+
+#endif

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """numpy peer for clpool's benchmark cases; bench/compare runs it in a subprocess.
 
-Reads a JSON list of cases on stdin, each {"op", "shape", "layout"} exactly as `clpool bench --json`
-reports them, and prints one JSON object on stdout: numpy's version, the BLAS it runs on (the
+Reads a JSON list of cases on stdin, each {"op", "shape", "layout", "dtype"} as `clpool bench --json`
+reports them (dtype float32 when absent), and prints one JSON object on stdout: numpy's version, the BLAS it runs on (the
 OpenBLAS kernel actually chosen at run time, not just the build's), and per case the median and
-minimum seconds over repetitions after warm-up, on float32 data.
+minimum seconds over repetitions after warm-up, on data of the case's dtype.
 
 What each case runs is the idiomatic numpy for the same result:
   avg   x.mean(axis=spatial axes)          max   x.max(axis=spatial axes)
@@ -66,10 +66,11 @@ def prepare(case, rng):
     reduction's adds for head)."""
     op, shape = case["op"], [int(d) for d in case["shape"]]
     layout = case.get("layout") or "channels-first"
-    f32 = np.dtype(np.float32).itemsize
+    dtype = np.dtype({"float16": np.float16, "float64": np.float64}.get(case.get("dtype"), np.float32))
+    f32 = dtype.itemsize
 
     def data(*dims):
-        return rng.standard_normal(dims, dtype=np.float32)
+        return rng.standard_normal(dims, dtype=np.float32).astype(dtype, copy=False)
 
     if op in ("avg", "max"):
         x = data(*shape)
@@ -154,7 +155,7 @@ def main():
     for case in json.load(sys.stdin):
         fn, nbytes, flops = prepare(case, rng)
         median, minimum, reps = measure(fn, args.min_reps, args.min_time, args.max_time)
-        results.append(dict(op=case["op"], shape=case["shape"], layout=case.get("layout"),
+        results.append(dict(op=case["op"], shape=case["shape"], layout=case.get("layout"), dtype=case.get("dtype", "float32"),
                             median_s=median, min_s=minimum, repetitions=reps, bytes=nbytes, flops=flops,
                             gbps=nbytes / median / 1e9,
                             gflops=flops / median / 1e9 if flops else None))

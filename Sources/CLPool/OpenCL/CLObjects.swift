@@ -358,7 +358,7 @@ enum DriverOutput {
       if file >= 0 { close(file) }
       return (body(), "")
     }
-    unlink(String(cString: template))
+    unlink(String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     fflush(nil)
     dup2(file, 2)
     let result = body()

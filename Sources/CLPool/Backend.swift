@@ -45,30 +45,34 @@ public protocol Backend: AnyObject, Sendable {
   /// (an OpenCL device without cl_khr_fp64 for float64).
   func checkSupport(_ type: ScalarType) throws
 
-  /// Pools every (n, c) plane of `input`, laid out as `geometry` says (`geometry.planes` > 0).
-  /// - Returns: one value per plane in [N, C] order and, with `returnIndices` (max only), the
-  ///   flat spatial index of each plane's first maximum (of its first NaN when it has one).
-  func computePool<S: StorageScalar>(
-    _ input: TypedTensor<S>, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool
-  ) throws -> PooledPlanes<S>
+  /// Pools every (n, c) plane of `input` (the elements of `geometry.shape` in `type`), laid out as
+  /// `geometry` says (`geometry.planes` > 0), into `values`: one element of `type` per plane in
+  /// [N, C] order, and with `indices` (max only) the flat spatial index of each plane's first
+  /// maximum (of its first NaN when it has one). The buffers are the caller's, valid for the call.
+  func computePool(
+    _ input: UnsafeRawBufferPointer, _ type: ScalarType, _ geometry: PoolGeometry, _ operation: PoolOperation,
+    into values: UnsafeMutableRawBufferPointer, indices: UnsafeMutableBufferPointer<Int64>?
+  ) throws
 
   /// Pools each sample of a ragged batch over its own extent (count × channels > 0), in one
   /// launch where the device allows; indices are positions within each sample's plane.
   func computePool<S: StorageScalar>(_ batch: RaggedBatch<S>, _ operation: PoolOperation, returnIndices: Bool)
     throws -> PooledPlanes<S>
 
-  /// y = activation(x · W + bias), row-major [N, M], for `geometry` with N, M > 0.
-  func computeDense<S: StorageScalar>(
-    _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, _ geometry: DenseGeometry,
-    _ activation: Activation
-  ) throws -> [S]
+  /// y = activation(x · W + bias) into `output` ([N, M] of `type`, N, M > 0), from the caller's
+  /// x [N, K], W (in `geometry.weightLayout`) and bias [M].
+  func computeDense(
+    _ input: UnsafeRawBufferPointer, _ weight: UnsafeRawBufferPointer, _ bias: UnsafeRawBufferPointer?,
+    _ type: ScalarType, _ geometry: DenseGeometry, _ activation: Activation, into output: UnsafeMutableRawBufferPointer
+  ) throws
 
-  /// The fused head, dense(globalAveragePool(features)), row-major [N, M] with N, M > 0; the
-  /// pooled [N, C] rows are never handed back between the two steps.
-  func computeHead<S: StorageScalar>(
-    _ features: TypedTensor<S>, _ pool: PoolGeometry, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?,
-    _ geometry: DenseGeometry, _ activation: Activation
-  ) throws -> [S]
+  /// The fused head, dense(globalAveragePool(features)), into `output` ([N, M] of `type`, N, M >
+  /// 0); the pooled [N, C] rows are never handed back between the two steps.
+  func computeHead(
+    _ features: UnsafeRawBufferPointer, _ pool: PoolGeometry, _ weight: UnsafeRawBufferPointer,
+    _ bias: UnsafeRawBufferPointer?, _ type: ScalarType, _ geometry: DenseGeometry, _ activation: Activation,
+    into output: UnsafeMutableRawBufferPointer
+  ) throws
 
   /// The gradient of a global pooling, in the forward input's layout (its element count > 0):
   /// average (`indices` nil) spreads dz / S over each plane; max sends dz to each plane's

@@ -1,13 +1,17 @@
 /// The operations callers use, the same for every backend: check the shapes, check that the result
 /// fits in host memory, answer empty requests, call the backend's `compute…` requirement, and
-/// shape its output (PyTorch's pooling front end, then its kernel).
+/// shape its output (PyTorch's pooling front end, then its kernel). Each operation exists on typed
+/// tensors and on memory the caller owns (raw buffers of a `ScalarType`, no copy: what the CLI's
+/// streams and the C ABI use); the tensor forms run through the buffer forms.
 extension Backend {
   /// Mean of each (n, c) plane: [N, C], or with `keepDims` the spatial axes kept as 1s.
   public func globalAveragePool<S: StorageScalar>(
     _ input: TypedTensor<S>, layout: Layout = .channelsFirst, keepDims: Bool = false
   ) throws -> TypedTensor<S> {
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
-    let values = try pooled(input, geometry, .average, returnIndices: false).values
+    let values = try [S].computed(geometry.planes, "pooling output") { out in
+      try input.scalars.withUnsafeBytes { try globalPool($0, type: S.scalarType, shape: input.shape, layout: layout, operation: .average, into: out) }
+    }
     return try TypedTensor(shape: geometry.outputShape(keepDims: keepDims), scalars: values)
   }
 
@@ -17,10 +21,20 @@ extension Backend {
     _ input: TypedTensor<S>, layout: Layout = .channelsFirst, keepDims: Bool = false, returnIndices: Bool
   ) throws -> MaxPoolResult<S> {
     let geometry = try PoolGeometry(shape: input.shape, layout: layout)
-    let result = try pooled(input, geometry, .max, returnIndices: returnIndices)
+    try HostMemory.check(elements: geometry.planes, 1, width: S.scalarType.byteWidth + 8, what: "pooling output")
+    var indices = [Int64](repeating: 0, count: returnIndices ? geometry.planes : 0)
+    let values = try [S].computed(geometry.planes, "pooling output") { out in
+      try input.scalars.withUnsafeBytes { x in
+        try indices.withUnsafeMutableBufferPointer { positions in
+          try globalPool(
+            x, type: S.scalarType, shape: input.shape, layout: layout, operation: .max, into: out,
+            indices: returnIndices ? positions : nil)
+        }
+      }
+    }
     return MaxPoolResult(
-      values: try TypedTensor(shape: geometry.outputShape(keepDims: keepDims), scalars: result.values),
-      indices: returnIndices ? result.indices ?? [] : nil)
+      values: try TypedTensor(shape: geometry.outputShape(keepDims: keepDims), scalars: values),
+      indices: returnIndices ? indices : nil)
   }
 
   /// The maxima alone, [N, C].
@@ -28,6 +42,29 @@ extension Backend {
     -> TypedTensor<S>
   {
     try globalMaxPool(input, layout: layout, keepDims: false, returnIndices: false).values
+  }
+
+  /// Global average (or max) pooling of the caller's memory: `input` holds the elements of `shape`
+  /// in `type`, row-major; `values` receives one element of `type` per (n, c) plane in [N, C]
+  /// order, and `indices` (max only) each plane's first-max position. No copy is made.
+  /// - Throws: `CLPoolError` as the tensor forms do, and `.invalidArgument` when a buffer is
+  ///   smaller than the shapes need.
+  public func globalPool(
+    _ input: UnsafeRawBufferPointer, type: ScalarType, shape: [Int], layout: Layout, operation: PoolOperation,
+    into values: UnsafeMutableRawBufferPointer, indices: UnsafeMutableBufferPointer<Int64>? = nil
+  ) throws {
+    try checkSupport(type)
+    let geometry = try PoolGeometry(shape: shape, layout: layout)
+    try HostMemory.check(
+      elements: geometry.planes, 1, width: type.byteWidth + (indices == nil ? 0 : 8), what: "pooling output")
+    try Buffers.check(input.count, holds: try Tensor.elementCount(of: shape), type, "the pooling input")
+    try Buffers.check(values.count, holds: geometry.planes, type, "the pooling output")
+    if let indices {
+      guard operation == .max else { throw CLPoolError.invalidArgument("indices are the positions of maxima: they need max pooling") }
+      try Buffers.check(indices.count * 8, holds: geometry.planes, .float64, "the indices")
+    }
+    guard geometry.planes > 0 else { return }
+    try computePool(input, type, geometry, operation, into: values, indices: indices)
   }
 
   /// Mean of each sample's planes over that sample's own extent: [N, C], in one launch.
@@ -55,9 +92,33 @@ extension Backend {
   ) throws -> TypedTensor<S> {
     let geometry = try DenseGeometry(input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
     try HostMemory.check(elements: geometry.rows, geometry.outputs, width: S.scalarType.byteWidth, what: "dense output")
-    guard geometry.rows > 0, geometry.outputs > 0 else { return try TypedTensor(shape: geometry.outputShape, repeating: 0) }
-    let values = try computeDense(input, weight, bias, geometry, activation)
+    let values = try [S].computed(geometry.rows * geometry.outputs, "dense output") { out in
+      try input.scalars.withUnsafeBytes { x in
+        try weight.scalars.withUnsafeBytes { w in
+          try (bias?.scalars ?? []).withUnsafeBytes { b in
+            try dense(
+              x, shape: input.shape, weight: w, shape: weight.shape, bias: bias == nil ? nil : b, type: S.scalarType,
+              weightLayout: weightLayout, activation: activation, into: out)
+          }
+        }
+      }
+    }
     return try TypedTensor(shape: geometry.outputShape, scalars: values)
+  }
+
+  /// The dense layer on the caller's memory (no copy): x [N, K], W and bias [M] in `type`, y [N, M].
+  public func dense(
+    _ input: UnsafeRawBufferPointer, shape inputShape: [Int], weight: UnsafeRawBufferPointer, shape weightShape: [Int],
+    bias: UnsafeRawBufferPointer?, type: ScalarType, weightLayout: WeightLayout = .inOut, activation: Activation = .none,
+    into output: UnsafeMutableRawBufferPointer
+  ) throws {
+    try checkSupport(type)
+    let geometry = try DenseGeometry(
+      input: inputShape, weight: weightShape, bias: bias == nil ? nil : [inputShape.count == 2 ? weightOutputs(weightShape, weightLayout) : 0],
+      weightLayout: weightLayout)
+    try checkProduct(input, weight, bias, type, geometry, rows: try Tensor.elementCount(of: inputShape), output, "dense")
+    guard geometry.rows > 0, geometry.outputs > 0 else { return }
+    try computeDense(input, weight, bias, type, geometry, activation, into: output)
   }
 
   /// The classifier head, dense(globalAveragePool(features)) with bias and activation, fused:
@@ -66,11 +127,35 @@ extension Backend {
     _ features: TypedTensor<S>, layout: Layout = .channelsFirst, weight: TypedTensor<S>, bias: TypedTensor<S>? = nil,
     weightLayout: WeightLayout = .inOut, activation: Activation = .none
   ) throws -> TypedTensor<S> {
-    let (pool, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
+    let (_, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
     try HostMemory.check(elements: geometry.rows, geometry.outputs, width: S.scalarType.byteWidth, what: "head output")
-    guard geometry.rows > 0, geometry.outputs > 0 else { return try TypedTensor(shape: geometry.outputShape, repeating: 0) }
-    let values = try computeHead(features, pool, weight, bias, geometry, activation)
+    let values = try [S].computed(geometry.rows * geometry.outputs, "head output") { out in
+      try features.scalars.withUnsafeBytes { x in
+        try weight.scalars.withUnsafeBytes { w in
+          try (bias?.scalars ?? []).withUnsafeBytes { b in
+            try head(
+              x, shape: features.shape, layout: layout, weight: w, shape: weight.shape, bias: bias == nil ? nil : b,
+              type: S.scalarType, weightLayout: weightLayout, activation: activation, into: out)
+          }
+        }
+      }
+    }
     return try TypedTensor(shape: geometry.outputShape, scalars: values)
+  }
+
+  /// The fused head on the caller's memory (no copy): features in `layout`, W and bias [M] in
+  /// `type`, y [N, M].
+  public func head(
+    _ features: UnsafeRawBufferPointer, shape: [Int], layout: Layout, weight: UnsafeRawBufferPointer,
+    shape weightShape: [Int], bias: UnsafeRawBufferPointer?, type: ScalarType, weightLayout: WeightLayout = .inOut,
+    activation: Activation = .none, into output: UnsafeMutableRawBufferPointer
+  ) throws {
+    try checkSupport(type)
+    let (pool, geometry) = try headGeometry(
+      shape, layout, weightShape, bias == nil ? nil : [weightOutputs(weightShape, weightLayout)], weightLayout)
+    try checkProduct(features, weight, bias, type, geometry, rows: try Tensor.elementCount(of: shape), output, "head")
+    guard geometry.rows > 0, geometry.outputs > 0 else { return }
+    try computeHead(features, pool, weight, bias, type, geometry, activation, into: output)
   }
 
   /// Gradient of global average pooling: dx = dz / (spatial size), broadcast over each plane.
@@ -92,25 +177,30 @@ extension Backend {
 
   // MARK: The shared steps
 
-  private func pooled<S: StorageScalar>(
-    _ input: TypedTensor<S>, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool
-  ) throws -> PooledPlanes<S> {
-    try checkPoolOutput(planes: geometry.planes, S.self, returnIndices: returnIndices)
-    guard geometry.planes > 0 else { return PooledPlanes(values: [], indices: returnIndices ? [] : nil) }
-    return try computePool(input, geometry, operation, returnIndices: returnIndices && operation == .max)
-  }
-
   private func pooled<S: StorageScalar>(_ batch: RaggedBatch<S>, _ operation: PoolOperation, returnIndices: Bool) throws
     -> PooledPlanes<S>
   {
     let planes = batch.count * batch.channels
-    try checkPoolOutput(planes: planes, S.self, returnIndices: returnIndices)
+    try HostMemory.check(elements: planes, 1, width: S.scalarType.byteWidth + (returnIndices ? 8 : 0), what: "pooling output")
+    try checkSupport(S.scalarType)
     guard planes > 0 else { return PooledPlanes(values: [], indices: returnIndices ? [] : nil) }
     return try computePool(batch, operation, returnIndices: returnIndices && operation == .max)
   }
 
-  private func checkPoolOutput<S: StorageScalar>(planes: Int, _: S.Type, returnIndices: Bool) throws {
-    try HostMemory.check(elements: planes, 1, width: S.scalarType.byteWidth + (returnIndices ? 8 : 0), what: "pooling output")
+  private func weightOutputs(_ weight: [Int], _ layout: WeightLayout) -> Int {
+    weight.count == 2 ? (layout == .inOut ? weight[1] : weight[0]) : 0
+  }
+
+  /// The buffers of a product are large enough for its shapes, and the output fits in memory.
+  private func checkProduct(
+    _ input: UnsafeRawBufferPointer, _ weight: UnsafeRawBufferPointer, _ bias: UnsafeRawBufferPointer?, _ type: ScalarType,
+    _ geometry: DenseGeometry, rows inputElements: Int, _ output: UnsafeMutableRawBufferPointer, _ name: String
+  ) throws {
+    try HostMemory.check(elements: geometry.rows, geometry.outputs, width: type.byteWidth, what: "\(name) output")
+    try Buffers.check(input.count, holds: inputElements, type, "the \(name) input")
+    try Buffers.check(weight.count, holds: geometry.inputs * geometry.outputs, type, "the \(name) weight")
+    if let bias { try Buffers.check(bias.count, holds: geometry.outputs, type, "the \(name) bias") }
+    try Buffers.check(output.count, holds: geometry.rows * geometry.outputs, type, "the \(name) output")
   }
 
   private func poolGradient(_ gradient: Tensor, indices: [Int64]?, _ geometry: PoolGeometry) throws -> Tensor {
@@ -118,6 +208,32 @@ extension Backend {
     try HostMemory.check(elements: count, 1, width: 4, what: "pooling gradient")
     guard count > 0 else { return try Tensor(shape: geometry.shape, scalars: []) }
     return try Tensor(shape: geometry.shape, scalars: try computePoolBackward(gradient, indices: indices, geometry))
+  }
+}
+
+/// Checks of the caller's buffers against the shapes they are said to hold.
+enum Buffers {
+  static func check(_ bytes: Int, holds elements: Int, _ type: ScalarType, _ what: String) throws {
+    let (needed, overflow) = elements.multipliedReportingOverflow(by: type.byteWidth)
+    guard !overflow, bytes >= needed else {
+      throw CLPoolError.invalidArgument("\(what) holds \(bytes) bytes, fewer than its \(elements) \(type.rawValue) elements need")
+    }
+  }
+}
+
+extension Array where Element: StorageScalar {
+  /// `count` elements written by `fill` into zeroed memory (so a failed fill leaves no garbage),
+  /// after checking that they fit in host memory.
+  static func computed(_ count: Int, _ what: String, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void) throws
+    -> [Element]
+  {
+    try HostMemory.check(elements: count, 1, width: MemoryLayout<Element>.stride, what: what)
+    return try [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
+      let raw = UnsafeMutableRawBufferPointer(buffer)
+      raw.initializeMemory(as: UInt8.self, repeating: 0)
+      initialized = count
+      try fill(raw)
+    }
   }
 }
 

@@ -29,10 +29,12 @@ public final class DispatchingBackend: Backend, @unchecked Sendable {
     try cpu.checkSupport(type)
   }
 
-  public func computePool<S: StorageScalar>(
-    _ input: TypedTensor<S>, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool
-  ) throws -> PooledPlanes<S> {
-    try backend(for: .pool(elements: input.count)).computePool(input, geometry, operation, returnIndices: returnIndices)
+  public func computePool(
+    _ input: UnsafeRawBufferPointer, _ type: ScalarType, _ geometry: PoolGeometry, _ operation: PoolOperation,
+    into values: UnsafeMutableRawBufferPointer, indices: UnsafeMutableBufferPointer<Int64>?
+  ) throws {
+    try backend(for: .pool(elements: geometry.planes * geometry.spatialSize))
+      .computePool(input, type, geometry, operation, into: values, indices: indices)
   }
 
   public func computePool<S: StorageScalar>(_ batch: RaggedBatch<S>, _ operation: PoolOperation, returnIndices: Bool)
@@ -41,18 +43,19 @@ public final class DispatchingBackend: Backend, @unchecked Sendable {
     try backend(for: .pool(elements: batch.scalars.count)).computePool(batch, operation, returnIndices: returnIndices)
   }
 
-  public func computeDense<S: StorageScalar>(
-    _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, _ geometry: DenseGeometry,
-    _ activation: Activation
-  ) throws -> [S] {
-    try backend(for: .dense(geometry)).computeDense(input, weight, bias, geometry, activation)
+  public func computeDense(
+    _ input: UnsafeRawBufferPointer, _ weight: UnsafeRawBufferPointer, _ bias: UnsafeRawBufferPointer?,
+    _ type: ScalarType, _ geometry: DenseGeometry, _ activation: Activation, into output: UnsafeMutableRawBufferPointer
+  ) throws {
+    try backend(for: .dense(geometry)).computeDense(input, weight, bias, type, geometry, activation, into: output)
   }
 
-  public func computeHead<S: StorageScalar>(
-    _ features: TypedTensor<S>, _ pool: PoolGeometry, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?,
-    _ geometry: DenseGeometry, _ activation: Activation
-  ) throws -> [S] {
-    try backend(for: .head(pool, geometry)).computeHead(features, pool, weight, bias, geometry, activation)
+  public func computeHead(
+    _ features: UnsafeRawBufferPointer, _ pool: PoolGeometry, _ weight: UnsafeRawBufferPointer,
+    _ bias: UnsafeRawBufferPointer?, _ type: ScalarType, _ geometry: DenseGeometry, _ activation: Activation,
+    into output: UnsafeMutableRawBufferPointer
+  ) throws {
+    try backend(for: .head(pool, geometry)).computeHead(features, pool, weight, bias, type, geometry, activation, into: output)
   }
 
   public func computePoolBackward(_ gradient: Tensor, indices: [Int64]?, _ geometry: PoolGeometry) throws -> [Float] {

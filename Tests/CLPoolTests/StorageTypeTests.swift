@@ -158,27 +158,29 @@ final class NoFloat64Backend: Backend, @unchecked Sendable {
   func checkSupport(_ type: ScalarType) throws {
     guard type != .float64 else { throw CLPoolError.unavailable("this test device does not report cl_khr_fp64") }
   }
-  func computePool<S: StorageScalar>(
-    _ input: TypedTensor<S>, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool
-  ) throws -> PooledPlanes<S> {
-    try base.computePool(input, geometry, operation, returnIndices: returnIndices)
+  func computePool(
+    _ input: UnsafeRawBufferPointer, _ type: ScalarType, _ geometry: PoolGeometry, _ operation: PoolOperation,
+    into values: UnsafeMutableRawBufferPointer, indices: UnsafeMutableBufferPointer<Int64>?
+  ) throws {
+    try base.computePool(input, type, geometry, operation, into: values, indices: indices)
   }
   func computePool<S: StorageScalar>(_ batch: RaggedBatch<S>, _ operation: PoolOperation, returnIndices: Bool) throws
     -> PooledPlanes<S>
   {
     try base.computePool(batch, operation, returnIndices: returnIndices)
   }
-  func computeDense<S: StorageScalar>(
-    _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, _ geometry: DenseGeometry,
-    _ activation: Activation
-  ) throws -> [S] {
-    try base.computeDense(input, weight, bias, geometry, activation)
+  func computeDense(
+    _ input: UnsafeRawBufferPointer, _ weight: UnsafeRawBufferPointer, _ bias: UnsafeRawBufferPointer?,
+    _ type: ScalarType, _ geometry: DenseGeometry, _ activation: Activation, into output: UnsafeMutableRawBufferPointer
+  ) throws {
+    try base.computeDense(input, weight, bias, type, geometry, activation, into: output)
   }
-  func computeHead<S: StorageScalar>(
-    _ features: TypedTensor<S>, _ pool: PoolGeometry, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?,
-    _ geometry: DenseGeometry, _ activation: Activation
-  ) throws -> [S] {
-    try base.computeHead(features, pool, weight, bias, geometry, activation)
+  func computeHead(
+    _ features: UnsafeRawBufferPointer, _ pool: PoolGeometry, _ weight: UnsafeRawBufferPointer,
+    _ bias: UnsafeRawBufferPointer?, _ type: ScalarType, _ geometry: DenseGeometry, _ activation: Activation,
+    into output: UnsafeMutableRawBufferPointer
+  ) throws {
+    try base.computeHead(features, pool, weight, bias, type, geometry, activation, into: output)
   }
   func computePoolBackward(_ gradient: Tensor, indices: [Int64]?, _ geometry: PoolGeometry) throws -> [Float] {
     try base.computePoolBackward(gradient, indices: indices, geometry)

@@ -31,22 +31,24 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     }
   }
 
+  /// Poisons an output buffer of the caller's when the options ask.
+  private func poison(_ values: UnsafeMutableRawBufferPointer, _ type: ScalarType, _ indices: UnsafeMutableBufferPointer<Int64>?) {
+    guard options.poisonOutputs else { return }
+    func fill<S: StorageScalar>(_: S.Type) { values.bindMemory(to: S.self).initialize(repeating: S.poison) }
+    fill(type.staticType)
+    indices?.initialize(repeating: BackendOptions.poisonIndex)
+  }
+
   // MARK: Pooling
 
-  public func computePool<S: StorageScalar>(
-    _ input: TypedTensor<S>, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool
-  ) throws -> PooledPlanes<S> {
-    var indices = [Int64](repeating: options.poisonOutputs ? BackendOptions.poisonIndex : 0, count: returnIndices ? geometry.planes : 0)
-    let values = input.scalars.withUnsafeBytes { x in
-      indices.withUnsafeMutableBufferPointer { positions in
-        outputs(S.self, geometry.planes) { out in
-          CPUPooling.pool(
-            x.baseAddress!, S.scalarType, geometry, average: operation == .average, into: out,
-            indices: returnIndices ? positions.baseAddress : nil)
-        }
-      }
-    }
-    return PooledPlanes(values: values, indices: returnIndices ? indices : nil)
+  public func computePool(
+    _ input: UnsafeRawBufferPointer, _ type: ScalarType, _ geometry: PoolGeometry, _ operation: PoolOperation,
+    into values: UnsafeMutableRawBufferPointer, indices: UnsafeMutableBufferPointer<Int64>?
+  ) throws {
+    poison(values, type, indices)
+    CPUPooling.pool(
+      input.baseAddress!, type, geometry, average: operation == .average, into: values.baseAddress!,
+      indices: indices?.baseAddress)
   }
 
   /// Each sample pooled over its own extent, one after another (each on every core).
@@ -90,16 +92,13 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
   // MARK: Dense and the fused head
 
-  public func computeDense<S: StorageScalar>(
-    _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, _ geometry: DenseGeometry,
-    _ activation: Activation
-  ) throws -> [S] {
-    let product = try CPUDense(weight, bias, geometry)
-    return try input.scalars.withUnsafeBytes { x in
-      try outputs(S.self, geometry.rows * geometry.outputs) { out in
-        try product.rows(of: x.baseAddress!, count: geometry.rows, activation, into: out)
-      }
-    }
+  public func computeDense(
+    _ input: UnsafeRawBufferPointer, _ weight: UnsafeRawBufferPointer, _ bias: UnsafeRawBufferPointer?,
+    _ type: ScalarType, _ geometry: DenseGeometry, _ activation: Activation, into output: UnsafeMutableRawBufferPointer
+  ) throws {
+    poison(output, type, nil)
+    let product = try CPUDense(weight, bias, type, geometry)
+    try product.rows(of: input.baseAddress!, count: geometry.rows, activation, into: output.baseAddress!)
   }
 
   /// Pooled elements per block of the fused head: 2 MiB of float32 (256 rows of ResNet-50's
@@ -108,27 +107,25 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
   /// The head fused: blocks of samples are pooled into a scratch block that feeds the product
   /// straight away, so the [N, C] intermediate never exists whole and never leaves the call.
-  /// The pooled rows are stored in S, as an unfused GAP's output would be.
-  public func computeHead<S: StorageScalar>(
-    _ features: TypedTensor<S>, _ pool: PoolGeometry, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?,
-    _ geometry: DenseGeometry, _ activation: Activation
-  ) throws -> [S] {
-    let product = try CPUDense(weight, bias, geometry)
+  /// The pooled rows are stored in the storage type, as an unfused GAP's output would be.
+  public func computeHead(
+    _ features: UnsafeRawBufferPointer, _ pool: PoolGeometry, _ weight: UnsafeRawBufferPointer,
+    _ bias: UnsafeRawBufferPointer?, _ type: ScalarType, _ geometry: DenseGeometry, _ activation: Activation,
+    into output: UnsafeMutableRawBufferPointer
+  ) throws {
+    poison(output, type, nil)
+    let product = try CPUDense(weight, bias, type, geometry)
     let (n, c, m) = (geometry.rows, pool.channels, geometry.outputs)
-    let width = S.scalarType.byteWidth
+    let width = type.byteWidth
     let blockRows = max(1, Self.headBlockElements / max(c, 1))
     let pooled = UnsafeMutableRawPointer.allocate(byteCount: min(blockRows, n) * c * width, alignment: 64)
     defer { pooled.deallocate() }
     let sampleBytes = pool.channels * pool.spatialSize * width
-    return try features.scalars.withUnsafeBytes { x in
-      try outputs(S.self, n * m) { out in
-        for first in stride(from: 0, to: n, by: blockRows) {
-          let rows = min(blockRows, n - first)
-          let block = try pool.samples(first..<(first + rows))
-          CPUPooling.pool(x.baseAddress! + first * sampleBytes, S.scalarType, block, average: true, into: pooled, indices: nil)
-          try product.rows(of: pooled, count: rows, activation, into: out + first * m * width)
-        }
-      }
+    for first in stride(from: 0, to: n, by: blockRows) {
+      let rows = min(blockRows, n - first)
+      let block = try pool.samples(first..<(first + rows))
+      CPUPooling.pool(features.baseAddress! + first * sampleBytes, type, block, average: true, into: pooled, indices: nil)
+      try product.rows(of: pooled, count: rows, activation, into: output.baseAddress! + first * m * width)
     }
   }
 }

@@ -12,13 +12,14 @@ struct CPUDense {
   private let bias: Buffer?
 
 
-  init<S: StorageScalar>(_ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, _ geometry: DenseGeometry) throws {
-    storage = S.scalarType
+  /// - Parameters: weight and bias, the caller's memory in `type`, valid while this product is used.
+  init(_ weight: UnsafeRawBufferPointer, _ bias: UnsafeRawBufferPointer?, _ type: ScalarType, _ geometry: DenseGeometry) throws {
+    storage = type
     self.geometry = geometry
     let (k, m) = (geometry.inputs, geometry.outputs)
-    try HostMemory.check(elements: k, m, width: S.scalarType.accumulatorWidth, what: "dense weight")
-    self.weight = Buffer(weight.scalars, S.scalarType, transposedFrom: geometry.weightLayout == .outIn ? (m, k) : nil)
-    self.bias = bias.map { Buffer($0.scalars, S.scalarType, transposedFrom: nil) }
+    try HostMemory.check(elements: k, m, width: type.accumulatorWidth, what: "dense weight")
+    self.weight = Buffer(weight.baseAddress!, count: k * m, type, transposedFrom: geometry.weightLayout == .outIn ? (m, k) : nil)
+    self.bias = bias.map { Buffer($0.baseAddress!, count: m, type, transposedFrom: nil) }
   }
 
   /// `count` rows of x (storage type, [count, K] at `x`) into `out` ([count, M], storage type).
@@ -43,14 +44,8 @@ struct CPUDense {
         accumulator.kernelCode, xs, w, b, y, k, m, rowTask * taskRows, min(count, (rowTask + 1) * taskRows),
         columnTask * taskColumns, min(m, (columnTask + 1) * taskColumns))
     }
-    input.withPointer { converted in
-      weight.withPointer { w in
-        bias.withPointer { b in
-          parallelFor(rowTasks * columnTasks, grain: 1) { tasks in
-            for index in tasks { task(converted ?? x, w, b, index) }
-          }
-        }
-      }
+    parallelFor(rowTasks * columnTasks, grain: 1) { tasks in
+      for index in tasks { task(input?.pointer ?? x, weight.pointer, bias?.pointer, index) }
     }
     if let code = Self.activationCode(activation) { clpool_activate(accumulator.kernelCode, y, count, m, code) }
     if let result { clpool_convert(accumulator.kernelCode, result, 0, storage.kernelCode, out, count * m) }
@@ -65,52 +60,37 @@ struct CPUDense {
     }
   }
 
-  /// Elements in the arithmetic type: the caller's own array when it already is that (and needs
+  /// Elements in the arithmetic type: the caller's own memory when it already is that (and needs
   /// no transpose), else a converted (and transposed) copy this buffer owns.
   final class Buffer: @unchecked Sendable {
+    let pointer: UnsafeRawPointer
     private let owned: UnsafeMutableRawPointer?
-    private let original: (any HostArray)?
 
-    init<S: StorageScalar>(_ values: [S], _ type: ScalarType, transposedFrom shape: (rows: Int, columns: Int)?) {
+    init(_ values: UnsafeRawPointer, count: Int, _ type: ScalarType, transposedFrom shape: (rows: Int, columns: Int)?) {
       let accumulator = type.accumulator
       guard type != accumulator || shape != nil else {
-        original = values
+        pointer = values
         owned = nil
         return
       }
-      let bytes = max(1, values.count) * accumulator.byteWidth
+      let bytes = max(1, count) * accumulator.byteWidth
       var widened = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-      values.withUnsafeBytes { clpool_convert(type.kernelCode, $0.baseAddress, 0, accumulator.kernelCode, widened, values.count) }
+      clpool_convert(type.kernelCode, values, 0, accumulator.kernelCode, widened, count)
       if let shape {
         let transposed = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         clpool_transpose(accumulator.kernelCode, widened, shape.rows, shape.columns, transposed)
         widened.deallocate()
         widened = transposed
       }
+      pointer = UnsafeRawPointer(widened)
       owned = widened
-      original = nil
     }
 
     /// `count` elements of `type` at `source`, widened to its arithmetic type.
-    init(converting source: UnsafeRawPointer, count: Int, from type: ScalarType) {
-      owned = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * type.accumulatorWidth, alignment: 64)
-      clpool_convert(type.kernelCode, source, 0, type.accumulator.kernelCode, owned, count)
-      original = nil
+    convenience init(converting source: UnsafeRawPointer, count: Int, from type: ScalarType) {
+      self.init(source, count: count, type, transposedFrom: nil)
     }
 
     deinit { owned?.deallocate() }
-
-    func withPointer<Result>(_ body: (UnsafeRawPointer) throws -> Result) rethrows -> Result {
-      if let owned { return try body(UnsafeRawPointer(owned)) }
-      return try original!.withBytes { try body($0.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!) }
-    }
-  }
-}
-
-extension Optional where Wrapped == CPUDense.Buffer {
-  /// The buffer's pointer, or nil, for `body`.
-  func withPointer<Result>(_ body: (UnsafeRawPointer?) throws -> Result) rethrows -> Result {
-    guard let buffer = self else { return try body(nil) }
-    return try buffer.withPointer { try body($0) }
   }
 }

@@ -5,38 +5,31 @@ extension OpenCLBackend {
   /// Work-items per column group of the fused head.
   private static let headGroupWidth = 16
 
-  public func computeDense<S: StorageScalar>(
-    _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?, _ geometry: DenseGeometry,
-    _ activation: Activation
-  ) throws -> [S] {
-    try checkDense(geometry, S.scalarType, input: input.count, weight: weight.count)
-    var output = [S](repeating: 0, count: geometry.rows * geometry.outputs)
+  public func computeDense(
+    _ input: UnsafeRawBufferPointer, _ weight: UnsafeRawBufferPointer, _ bias: UnsafeRawBufferPointer?,
+    _ type: ScalarType, _ geometry: DenseGeometry, _ activation: Activation, into output: UnsafeMutableRawBufferPointer
+  ) throws {
+    try checkDense(geometry, type, input: geometry.rows * geometry.inputs, weight: geometry.inputs * geometry.outputs)
     try hostCall { chain in
-      try withUploads([input.scalars, weight.scalars, bias?.scalars ?? []]) { buffers in
-        let y = try denseOnDevice(
-          buffers[0], buffers[1], bias == nil ? nil : buffers[2], S.scalarType, geometry, activation, on: &chain)
-        try output.withUnsafeMutableBytes { try chain.read(y, into: $0) }
-      }
+      let (x, w, b) = (try upload(input), try upload(weight), try bias.map { try upload($0) })
+      let y = try denseOnDevice(x, w, b, type, geometry, activation, on: &chain)
+      try chain.read(y, into: UnsafeMutableRawBufferPointer(rebasing: output[..<(geometry.rows * geometry.outputs * type.byteWidth)]))
     }
-    return output
   }
 
   /// GAP and dense in one launch (Kernels/head.cl): the pooled [N, C] rows stay on the device.
-  public func computeHead<S: StorageScalar>(
-    _ features: TypedTensor<S>, _ pool: PoolGeometry, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?,
-    _ geometry: DenseGeometry, _ activation: Activation
-  ) throws -> [S] {
-    try checkAllocation(features.count * S.scalarType.byteWidth, what: "head input \(Tensor.describe(features.shape))")
-    try checkDense(geometry, S.scalarType, input: 0, weight: weight.count)
-    var output = [S](repeating: 0, count: geometry.rows * geometry.outputs)
+  public func computeHead(
+    _ features: UnsafeRawBufferPointer, _ pool: PoolGeometry, _ weight: UnsafeRawBufferPointer,
+    _ bias: UnsafeRawBufferPointer?, _ type: ScalarType, _ geometry: DenseGeometry, _ activation: Activation,
+    into output: UnsafeMutableRawBufferPointer
+  ) throws {
+    try checkAllocation(pool.planes * pool.spatialSize * type.byteWidth, what: "head input \(Tensor.describe(pool.shape))")
+    try checkDense(geometry, type, input: 0, weight: geometry.inputs * geometry.outputs)
     try hostCall { chain in
-      try withUploads([features.scalars, weight.scalars, bias?.scalars ?? []]) { buffers in
-        let y = try headOnDevice(
-          buffers[0], buffers[1], bias == nil ? nil : buffers[2], S.scalarType, pool, geometry, activation, on: &chain)
-        try output.withUnsafeMutableBytes { try chain.read(y, into: $0) }
-      }
+      let (x, w, b) = (try upload(features), try upload(weight), try bias.map { try upload($0) })
+      let y = try headOnDevice(x, w, b, type, pool, geometry, activation, on: &chain)
+      try chain.read(y, into: UnsafeMutableRawBufferPointer(rebasing: output[..<(geometry.rows * geometry.outputs * type.byteWidth)]))
     }
-    return output
   }
 
   /// Refuses sizes beyond the kernels' 32-bit dimensions or one device allocation.

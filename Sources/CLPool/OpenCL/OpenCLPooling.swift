@@ -58,30 +58,26 @@ extension OpenCLBackend {
   /// The input is seen by the device for this call only. An input larger than one allocation
   /// runs in parts of whole samples; the plan does not depend on the batch, so the result is
   /// bitwise the same as one call's.
-  public func computePool<S: StorageScalar>(
-    _ input: TypedTensor<S>, _ geometry: PoolGeometry, _ operation: PoolOperation, returnIndices: Bool
-  ) throws -> PooledPlanes<S> {
-    let width = S.scalarType.byteWidth
-    let sampleBytes = input.count / geometry.batch * width
-    try checkAllocation(sampleBytes, what: "one sample of pooling input \(Tensor.describe(input.shape))")
+  public func computePool(
+    _ input: UnsafeRawBufferPointer, _ type: ScalarType, _ geometry: PoolGeometry, _ operation: PoolOperation,
+    into values: UnsafeMutableRawBufferPointer, indices: UnsafeMutableBufferPointer<Int64>?
+  ) throws {
+    let width = type.byteWidth
+    let sampleBytes = geometry.channels * geometry.spatialSize * width
+    try checkAllocation(sampleBytes, what: "one sample of pooling input \(Tensor.describe(geometry.shape))")
     let samplesPerPart = max(1, min(geometry.batch, Int(allocationLimit / UInt64(sampleBytes))))
-    var values = [S](repeating: 0, count: geometry.planes)
-    var indices = [Int64](repeating: 0, count: returnIndices ? geometry.planes : 0)
-    try input.scalars.withUnsafeBytes { inputBytes in
-      for first in stride(from: 0, to: geometry.batch, by: samplesPerPart) {
-        let part = try geometry.samples(first..<min(first + samplesPerPart, geometry.batch))
-        let planeRange = (first * geometry.channels)..<((first + part.batch) * geometry.channels)
-        try hostCall { chain in
-          let x = try upload(UnsafeRawBufferPointer(rebasing: inputBytes[(first * sampleBytes)..<((first + part.batch) * sampleBytes)]))
-          let output = try poolOnDevice(x, S.scalarType, part, operation, returnIndices: returnIndices, on: &chain)
-          try values[planeRange].withUnsafeMutableBytes { try chain.read(output.values, into: $0) }
-          if let outputIndices = output.indices {
-            try indices[planeRange].withUnsafeMutableBytes { try chain.read(outputIndices, into: $0) }
-          }
+    for first in stride(from: 0, to: geometry.batch, by: samplesPerPart) {
+      let part = try geometry.samples(first..<min(first + samplesPerPart, geometry.batch))
+      let planes = (first * geometry.channels)..<((first + part.batch) * geometry.channels)
+      try hostCall { chain in
+        let x = try upload(UnsafeRawBufferPointer(rebasing: input[(first * sampleBytes)..<((first + part.batch) * sampleBytes)]))
+        let output = try poolOnDevice(x, type, part, operation, returnIndices: indices != nil, on: &chain)
+        try chain.read(output.values, into: UnsafeMutableRawBufferPointer(rebasing: values[(planes.lowerBound * width)..<(planes.upperBound * width)]))
+        if let outputIndices = output.indices, let indices {
+          try chain.read(outputIndices, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: indices[planes])))
         }
       }
     }
-    return PooledPlanes(values: values, indices: returnIndices ? indices : nil)
   }
 
   /// Enqueues the pooling of device buffer `x` (planes > 0) on the chain, by `plan`'s rule; the

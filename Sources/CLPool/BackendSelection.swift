@@ -18,18 +18,41 @@ public struct BackendSelection: Equatable, Sendable {
   /// A device named by its index in `OpenCLDevice.all()` or a case-insensitive name substring.
   public enum DeviceSelector: Equatable, Sendable {
     case index(Int)
+    /// Several devices by index ("0,2"): devices can share a name, an index is unambiguous.
+    case indices([Int])
     case nameContaining(String)
+    /// Every device (`all`).
+    case all
 
     public init(_ text: String) {
-      if let index = Int(text) { self = .index(index) } else { self = .nameContaining(text) }
+      let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+      if text.lowercased() == "all" {
+        self = .all
+      } else if let index = Int(text) {
+        self = .index(index)
+      } else if parts.count > 1, parts.allSatisfy({ $0 != nil }) {
+        self = .indices(parts.map { $0! })
+      } else {
+        self = .nameContaining(text)
+      }
+    }
+
+    /// True when the selector may name more than one device to compute on together.
+    public var spansDevices: Bool {
+      switch self {
+      case .all, .indices: return true
+      case .index, .nameContaining: return false
+      }
     }
 
     func matches(_ device: OpenCLDevice) -> Bool {
       switch self {
       case .index(let index): return device.index == index
+      case .indices(let indices): return indices.contains(device.index)
       case .nameContaining(let text):
         return device.name.localizedCaseInsensitiveContains(text)
           || device.platformName.localizedCaseInsensitiveContains(text)
+      case .all: return true
       }
     }
   }
@@ -113,6 +136,9 @@ public struct BackendSelection: Equatable, Sendable {
     options: BackendOptions = BackendOptions(), requiring type: ScalarType = .float32,
     note: (String) -> Void = BackendSelection.noteOnce
   ) throws -> any Backend {
+    if choice != .cpu, let device, device.spansDevices {
+      return try shardedBackend(options, type)
+    }
     switch choice {
     case .cpu:
       try validateDeviceSelector()
@@ -147,6 +173,22 @@ public struct BackendSelection: Equatable, Sendable {
       }
       return CPUBackend(options: options)
     }
+  }
+
+  /// `--device all` or a list of indices: every selected device that computes in `type`, each
+  /// given a share of every batch. One device alone is that device's backend.
+  private func shardedBackend(_ options: BackendOptions, _ type: ScalarType) throws -> any Backend {
+    var shards: [OpenCLBackend] = []
+    for candidate in try matchingDevices() {
+      let backend = try openCLBackend(candidate, options)
+      do {
+        try backend.checkSupport(type)
+      } catch {
+        throw CLPoolError.unavailable("device \(candidate.index) (\(candidate.name)), \(type.rawValue) storage: \(error)")
+      }
+      shards.append(backend)
+    }
+    return shards.count == 1 ? shards[0] : try ShardedBackend(shards)
   }
 
   /// Every backend the selection covers, for cross-checking: with `auto`, the CPU backend and a
@@ -186,12 +228,18 @@ public struct BackendSelection: Equatable, Sendable {
     let devices = try OpenCLDevice.all()
     guard let device else { return devices }
     let matching = devices.filter(device.matches)
+    if case .indices(let indices) = device, let missing = indices.first(where: { index in !devices.contains { $0.index == index } }) {
+      let known = devices.map { "\($0.index): \($0.name)" }.joined(separator: "; ")
+      throw CLPoolError.invalidConfiguration("no OpenCL device with index \(missing); valid devices: \(known.isEmpty ? "none" : known)")
+    }
     guard !matching.isEmpty else {
       let known = devices.map { "\($0.index): \($0.name)" }.joined(separator: "; ")
       let wanted: String
       switch device {
       case .index(let index): wanted = "index \(index)"
+      case .indices(let indices): wanted = "index in \(indices.map(String.init).joined(separator: ","))"
       case .nameContaining(let text): wanted = "name containing \"\(text)\""
+      case .all: wanted = "any index"
       }
       throw CLPoolError.invalidConfiguration(
         "no OpenCL device with \(wanted); valid devices: \(known.isEmpty ? "none" : known)")

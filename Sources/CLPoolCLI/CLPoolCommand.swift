@@ -23,7 +23,7 @@ struct CLPoolCommand: ParsableCommand {
     } catch let error as CLPoolError {
       var log: String?
       if case .openCL(let failure) = error { log = failure.buildLog }
-      fail(error.description, status: error.isUsageError ? 2 : 1, buildLog: log)
+      fail(error.description, status: status(for: error), buildLog: log)
     } catch let exit as ExitCode {
       Foundation.exit(exit.rawValue)
     } catch {
@@ -36,6 +36,15 @@ struct CLPoolCommand: ParsableCommand {
       let choices = lines.dropFirst().map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.hasPrefix("- ") }.map { String($0.dropFirst(2)) }
       let first = lines.first ?? "\(error)"
       fail(first + (choices.isEmpty ? "" : " " + choices.joined(separator: ", ")) + " (see 'clpool --help')", status: 2)
+    }
+  }
+
+  /// The exit status `error` ends clpool with.
+  static func status(for error: any Error) -> Int32 {
+    switch error {
+    case let error as CLPoolError: return error.isUsageError ? 2 : 1
+    case let exit as ExitCode: return exit.rawValue
+    default: return exitCode(for: error).rawValue
     }
   }
 

@@ -44,8 +44,13 @@ struct RunSummary: Encodable {
   let backend: String
   let device: String
   let seconds: Double
+  /// The MPI ranks that computed it; nil for one process.
+  let ranks: Int?
 
-  init(_ command: String, inputs: [[Int]], output: [Int], path: String, backend: any Backend, seconds: Double) {
+  init(
+    _ command: String, inputs: [[Int]], output: [Int], path: String, backend: any Backend, seconds: Double,
+    ranks: Int? = nil
+  ) {
     self.command = command
     (inputShape, inputShapes) = inputs.count == 1 ? (inputs[0], nil) : (nil, inputs)
     outputShape = output
@@ -53,6 +58,7 @@ struct RunSummary: Encodable {
     self.backend = backend.kind.rawValue
     device = backend.deviceName
     self.seconds = seconds
+    self.ranks = ranks
   }
 
   func print(json: Bool) throws {

@@ -42,7 +42,10 @@ struct BackendOptionGroup: ParsableArguments {
   @Option(help: "auto, cpu or opencl (default: $CLPOOL_BACKEND, else auto).")
   var backend: String?
 
-  @Option(help: "OpenCL device index or name substring (default: $CLPOOL_DEVICE).")
+  @Option(
+    help: ArgumentHelp(
+      "OpenCL device: an index, a name substring, several indices (0,1) or all (default: $CLPOOL_DEVICE).",
+      discussion: "Several devices share every batch in proportion to their measured speed; the result is the one each gives alone."))
   var device: String?
 
   @Flag(help: "On a failed OpenCL build, print the device's whole build log after the one-line error.")
@@ -56,6 +59,9 @@ struct OutputOptionGroup: ParsableArguments {
 
   @Flag(help: "Print a one-line JSON summary.")
   var json = false
+
+  @Flag(help: "No progress line on stderr (there is none anyway when stderr is not a terminal).")
+  var quiet = false
 }
 
 /// `--dtype`, shared by pool, dense and head.

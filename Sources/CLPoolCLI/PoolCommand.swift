@@ -6,6 +6,8 @@ struct PoolCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "pool", abstract: "Global average or max pooling of .npy feature-map arrays.",
     discussion: """
+      One input streams through the backend a chunk of samples at a time and the output is written as it goes, so it may be larger than memory; under mpirun every rank pools its share of the samples into the one output file.
+
       With several inputs, their spatial sizes may differ (a ragged batch): each is a batch [N_i,C,spatial_i...] with the same C and layout, and the output is [sum of N_i, C], every sample pooled over its own extent, in one launch.
       """)
 
@@ -30,6 +32,8 @@ struct PoolCommand: ParsableCommand {
 
   @OptionGroup var backendOptions: BackendOptionGroup
 
+  @OptionGroup var streamOptions: StreamOptionGroup
+
   func validate() throws {
     if inputs.isEmpty { throw ValidationError("pool needs an input .npy") }
     if indices != nil && op != .max { throw ValidationError("--indices needs --op max") }
@@ -40,10 +44,64 @@ struct PoolCommand: ParsableCommand {
   }
 
   func run() throws {
-    try run(storage.dtype.staticType)
+    if inputs.count == 1 { return try runStreamed(storage.dtype) }
+    try runRagged(storage.dtype.staticType)
   }
 
-  private func run<S: StorageScalar>(_: S.Type) throws {
+  private func runStreamed(_ type: ScalarType) throws {
+    let job = try Job()
+    defer { job.finish() }
+    let (stream, geometry, backend) = try job.step { () -> (SampleStream, PoolGeometry, any Backend) in
+      let stream = try SampleStream(path: inputs[0], type: type, chunkBytes: streamOptions.chunkBytes)
+      try layout.check(stream.shape, of: inputs[0])
+      let geometry = try about(inputs) { try PoolGeometry(shape: stream.shape, layout: layout.layout) }
+      let selected = try backendOptions.makeBackend(requiring: type)
+      return (stream, geometry, selected.backend(for: .pool(elements: try Tensor.elementCount(of: stream.shape))))
+    }
+    let mine = job.samples(of: geometry.batch)
+    let channels = geometry.channels
+    // Each writer is its own step: under MPI, creating one is a collective call.
+    let indicesFile = try job.step {
+      try indices.map {
+        try job.writer($0, shape: geometry.outputShape(keepDims: false), indices: true, elementsPerSample: channels, samples: mine)
+      }
+    }
+    let valuesFile = try job.step {
+      try job.writer(
+        outputOptions.output, shape: geometry.outputShape(keepDims: keepdims), elementsPerSample: channels, samples: mine)
+    }
+    let progress = ProgressLine(
+      "pool", samples: mine.count, sampleBytes: channels * geometry.spatialSize * type.byteWidth, quiet: outputOptions.quiet,
+      job: job)
+    let chunkPlanes = min(stream.samplesPerChunk, max(1, mine.count)) * channels
+    let seconds = try job.step {
+      try withScratch(bytes: chunkPlanes * type.byteWidth) { values in
+        try withScratch(bytes: indicesFile == nil ? 0 : chunkPlanes * 8) { positions in
+          try streamChunks(stream, job: job, samples: mine, progress: progress) { shape, elements in
+            let planes = shape[0] * channels
+            let chunkIndices = indicesFile.map { _ in
+              UnsafeMutableBufferPointer(rebasing: positions.bindMemory(to: Int64.self)[..<planes])
+            }
+            try backend.globalPool(
+              elements, type: type, shape: shape, layout: layout.layout, operation: op,
+              into: UnsafeMutableRawBufferPointer(rebasing: values[..<(planes * type.byteWidth)]), indices: chunkIndices)
+            try valuesFile.append(UnsafeRawBufferPointer(values), count: planes, type: type)
+            if let indicesFile, let chunkIndices { try indicesFile.append(indices: UnsafeBufferPointer(chunkIndices)) }
+          }
+        }
+      }
+    }
+    // Indices first, as in one call: if the values fail to appear, the indices are removed.
+    try job.commit(
+      (indicesFile.map { [($0, indices!)] } ?? []) + [(valuesFile, outputOptions.output)])
+    guard job.isLeader else { return }
+    try RunSummary(
+      "pool", inputs: [stream.shape], output: geometry.outputShape(keepDims: keepdims), path: outputOptions.output,
+      backend: backend, seconds: seconds, ranks: job.world?.size
+    ).print(json: outputOptions.json)
+  }
+
+  private func runRagged<S: StorageScalar>(_: S.Type) throws {
     let arrays = try inputs.map { try readNPY($0, as: S.self) }
     var geometries: [PoolGeometry] = []
     for (path, array) in zip(inputs, arrays) {
@@ -52,27 +110,19 @@ struct PoolCommand: ParsableCommand {
     }
     let selected = try backendOptions.makeBackend(requiring: S.scalarType)
     let backend = selected.backend(for: .pool(elements: arrays.reduce(0) { $0 + $1.count }))
-    let batch = arrays.count == 1 ? nil : try raggedBatch(arrays, geometries)
-    let wantIndices = indices != nil
+    let batch = try raggedBatch(arrays, geometries)
     let ((values, maxIndices), seconds) = try timed { () -> (TypedTensor<S>, [Int64]?) in
-      switch (op, batch) {
-      case (.average, nil):
-        return (try backend.globalAveragePool(arrays[0], layout: layout.layout, keepDims: keepdims), nil)
-      case (.max, nil):
-        let result = try backend.globalMaxPool(arrays[0], layout: layout.layout, keepDims: keepdims, returnIndices: wantIndices)
-        return (result.values, result.indices)
-      case (.average, let batch?):
+      switch op {
+      case .average:
         return (try backend.globalAveragePool(batch), nil)
-      case (.max, let batch?):
-        let result = try backend.globalMaxPool(batch, returnIndices: wantIndices)
+      case .max:
+        let result = try backend.globalMaxPool(batch, returnIndices: indices != nil)
         return (result.values, result.indices)
       }
     }
-    // Indices first: if either write fails, nothing of this run is left behind (SPEC: indices
-    // are [N, C] whatever --keepdims does to the values).
-    let pooledShape = batch?.outputShape ?? geometries[0].outputShape(keepDims: false)
+    // Indices first: if either write fails, nothing of this run is left behind.
     if let indices, let maxIndices {
-      try NPY.write(indices: maxIndices, shape: pooledShape, to: URL(fileURLWithPath: indices))
+      try NPY.write(indices: maxIndices, shape: batch.outputShape, to: URL(fileURLWithPath: indices))
     }
     do {
       try writeNPY(values, outputOptions.output)

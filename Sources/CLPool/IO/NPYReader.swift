@@ -13,7 +13,7 @@ extension NPY {
     /// The path given, for messages.
     public let path: String
     let layout: FileLayout
-    private let file: InputFile
+    let file: InputFile
 
     public var shape: [Int] { layout.header.shape }
     public var isFortranOrder: Bool { layout.header.fortranOrder && layout.header.shape.count > 1 }
@@ -43,12 +43,7 @@ extension NPY {
       try HostMemory.check(elements: layout.count, 1, width: S.scalarType.byteWidth, what: "\(path)'s array")
       var values = [S](repeating: 0, count: layout.count)
       try values.withUnsafeMutableBufferPointer { try read(elements: 0..<layout.count, into: $0) }
-      if file.size == nil {  // a stream: nothing may follow the payload
-        var extra: UInt8 = 0
-        if try withUnsafeMutableBytes(of: &extra, { try file.read(into: $0, at: layout.dataOffset + layout.payloadBytes) }) > 0 {
-          throw layout.sizeMismatch(layout.payloadBytes + 1)
-        }
-      }
+      try checkNothingFollows()
       if isFortranOrder { values = fortranToC(values, shape: shape) }
       return try TypedTensor(shape: shape, scalars: values)
     }
@@ -77,6 +72,16 @@ extension NPY {
       }
     }
 
+    /// For a stream, read to its end: nothing may follow the payload (a regular file's size was
+    /// checked on opening).
+    func checkNothingFollows() throws {
+      guard file.size == nil else { return }
+      var extra: UInt8 = 0
+      if try withUnsafeMutableBytes(of: &extra, { try file.read(into: $0, at: layout.dataOffset + layout.payloadBytes) }) > 0 {
+        throw layout.sizeMismatch(layout.payloadBytes + 1)
+      }
+    }
+
     private func readExactly(_ buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
       let got = try file.read(into: buffer, at: offset)
       guard got == buffer.count else { throw layout.sizeMismatch(offset - layout.dataOffset + got) }
@@ -90,7 +95,7 @@ final class InputFile {
   let path: String
   /// The size of a regular file; nil for a pipe, a device or a /proc file, read until it ends.
   let size: Int?
-  private let descriptor: Int32
+  let descriptor: Int32
   /// Where a stream is: it can only be read on from here.
   private var position = 0
 

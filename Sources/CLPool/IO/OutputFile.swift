@@ -18,11 +18,14 @@ public final class OutputFile {
   private let target: String
   private var descriptor: Int32
   /// The temporary file renamed over `target` on commit; nil when writing a device or FIFO.
-  private var temporary: String?
+  private(set) var temporary: String?
   private var committed = false
+  /// False for a process that joined another's temporary file (`joining:`): the creator commits.
+  private let owner: Bool
 
   public init(path: String) throws {
     self.path = path
+    owner = true
     target = try Self.resolve(path)
     var status = stat()
     if lstat(target, &status) == 0 {
@@ -56,9 +59,41 @@ public final class OutputFile {
     }
   }
 
+  /// Another process's temporary file for `path` (an MPI rank writing its rows of the file rank
+  /// 0 created), written in place with `write(_:at:)`; the creator commits or removes it.
+  init(joining temporary: String, for path: String) throws {
+    self.path = path
+    target = path
+    owner = false
+    descriptor = open(temporary, O_WRONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { throw Self.failure(path, errno) }
+  }
+
   deinit {
     if descriptor >= 0 { close(descriptor) }
-    if !committed, let temporary { unlink(temporary) }
+    if owner, !committed, let temporary { unlink(temporary) }
+  }
+
+  /// True for a temporary regular file, which can be written at any offset; false for a device
+  /// or FIFO, written in order.
+  var isPositional: Bool { temporary != nil || !owner }
+
+  /// Writes `bytes` at byte `offset` of a positional file.
+  func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+    var done = 0
+    while done < bytes.count {
+      let written = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+      if written < 0 {
+        if errno == EINTR { continue }
+        throw Self.failure(path, errno)
+      }
+      done += written
+    }
+  }
+
+  /// Sets a positional file's size.
+  func resize(to bytes: Int) throws {
+    guard ftruncate(descriptor, off_t(bytes)) == 0 else { throw Self.failure(path, errno) }
   }
 
   /// Appends `bytes`.
@@ -85,7 +120,7 @@ public final class OutputFile {
     let closeError = errno
     descriptor = -1
     guard status == 0 else { throw Self.failure(path, closeError) }
-    if let temporary, rename(temporary, target) != 0 { throw Self.failure(path, errno) }
+    if owner, let temporary, rename(temporary, target) != 0 { throw Self.failure(path, errno) }
     committed = true
   }
 

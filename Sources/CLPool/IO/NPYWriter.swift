@@ -1,0 +1,116 @@
+import CLPoolCPU
+import Foundation
+
+extension NPY {
+  /// An `.npy` file written as it goes (little-endian float32 or int64, C order), through
+  /// `OutputFile`: the header for the whole shape, then elements in order; the file appears,
+  /// whole, on `commit`, once every element is written. Under MPI (`shared`) every rank writes
+  /// its own run of elements in place into one file, which rank 0 commits.
+  public final class Writer {
+    private let file: OutputFile
+    private let dataOffset: Int
+    private let integers: Bool
+    /// The elements this writer writes (a rank's share, or all), and how many it has written.
+    private let elements: Range<Int>
+    private var written = 0
+
+    /// - Parameter indices: int64 (`<i8`) elements instead of float32 (`<f4`).
+    public convenience init(path: String, shape: [Int], indices: Bool = false) throws {
+      let file = try OutputFile(path: path)
+      let header = Self.header(shape, indices)
+      try file.write(header)
+      try self.init(file, dataOffset: header.count, indices: indices, elements: 0..<Tensor.elementCount(of: shape))
+    }
+
+    private init(_ file: OutputFile, dataOffset: Int, indices: Bool, elements: Range<Int>) {
+      self.file = file
+      self.dataOffset = dataOffset
+      integers = indices
+      self.elements = elements
+    }
+
+    private static func header(_ shape: [Int], _ indices: Bool) -> Data {
+      NPY.encode(descr: indices ? "<i8" : "<f4", shape: shape, payload: Data())
+    }
+
+    /// One file for the whole job, written by every rank of `world` (collective): rank 0 creates
+    /// it (a temporary file next to `path`, with the header, at its full size) and every rank
+    /// gets a writer for its `elements`. `path` must be a regular file or a new one: ranks write
+    /// in place.
+    public static func shared(path: String, shape: [Int], indices: Bool = false, world: MPIWorld, elements: Range<Int>)
+      throws -> Writer
+    {
+      let header = header(shape, indices)
+      let total = try Tensor.elementCount(of: shape)
+      var created: Result<OutputFile, any Error>?
+      if world.rank == 0 {
+        created = Result {
+          let file = try OutputFile(path: path)
+          guard file.isPositional else {
+            throw CLPoolError.invalidInput("\(path): under MPI the output must be a regular file (each rank writes its rows in place)")
+          }
+          try file.write(header)
+          try file.resize(to: header.count + total * (indices ? 8 : 4))
+          return file
+        }
+      }
+      let name = world.broadcast(Array(((try? created?.get())?.temporary ?? "").utf8), capacity: 4096)
+      let file: OutputFile
+      if let created {
+        file = try created.get()
+      } else {
+        guard !name.isEmpty else { throw CLPoolError.invalidInput("\(path): rank 0 could not create it") }
+        file = try OutputFile(joining: String(decoding: name, as: UTF8.self), for: path)
+      }
+      return Writer(file, dataOffset: header.count, indices: indices, elements: elements)
+    }
+
+    /// Appends `count` float elements of `type` from `source`, as float32 (rounded to nearest
+    /// when narrowing from float64).
+    public func append(_ source: UnsafeRawBufferPointer, count: Int, type: ScalarType) throws {
+      precondition(!integers && count <= source.count / type.byteWidth)
+      if type == .float32, 1.littleEndian == 1 {
+        try put(UnsafeRawBufferPointer(rebasing: source[..<(count * 4)]), count)
+        return
+      }
+      var floats = [Float](repeating: 0, count: count)
+      floats.withUnsafeMutableBytes {
+        clpool_convert(type.kernelCode, source.baseAddress, 0, ScalarType.float32.kernelCode, $0.baseAddress, count)
+      }
+      try floats.withUnsafeBytes { try put($0, count) }
+    }
+
+    /// Appends int64 elements.
+    public func append(indices: UnsafeBufferPointer<Int64>) throws {
+      precondition(integers)
+      let littleEndian = indices.map(\.littleEndian)
+      try littleEndian.withUnsafeBytes { try put($0, indices.count) }
+    }
+
+    private func put(_ bytes: UnsafeRawBufferPointer, _ count: Int) throws {
+      guard written + count <= elements.count else {
+        throw CLPoolError.invalidArgument("\(file.path): more elements written than its shape holds")
+      }
+      if file.isPositional {
+        try file.write(bytes, at: dataOffset + (elements.lowerBound + written) * (integers ? 8 : 4))
+      } else {
+        try file.write(bytes)
+      }
+      written += count
+    }
+
+    /// Checks that this writer's elements are all written (before the ranks agree to commit).
+    public func finishWriting() throws {
+      guard written == elements.count else {
+        throw CLPoolError.invalidArgument("\(file.path): \(written) of \(elements.count) elements written")
+      }
+    }
+
+    /// Makes the file appear at its path, whole; every element must have been written. On a rank
+    /// that joined rank 0's file it only closes it: rank 0 commits once every rank has.
+    public func commit() throws {
+      try finishWriting()
+      try file.commit()
+    }
+  }
+}

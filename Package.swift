@@ -21,11 +21,17 @@ let systemLibraries: [Target] = [
     pkgConfig: "OpenCL",
     providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]
   ),
-  // libpng for `clpool cam`'s heat-map images.
+  // libpng for `clpool cam`'s heat-map images and PNG photos.
   .systemLibrary(
     name: "CPNG",
     pkgConfig: "libpng",
     providers: [.apt(["libpng-dev"])]
+  ),
+  // libjpeg (libjpeg-turbo) for JPEG photos under `clpool cam --overlay`.
+  .systemLibrary(
+    name: "CJPEG",
+    pkgConfig: "libjpeg",
+    providers: [.apt(["libjpeg-dev"])]
   ),
 ]
 
@@ -33,12 +39,15 @@ let libraryTargets: [Target] = [
   // The CPU backend's inner loops in C, compiled per instruction set with target attributes and
   // picked by cpuid at run time (no compiler flags, so dependents build as usual).
   .target(name: "CLPoolCPU", exclude: ["kernels.inc", "kernels_type.inc"]),
+  // JPEG decoding in C: libjpeg reports errors through a callback that must not return (setjmp).
+  .target(name: "CLPoolJPEG", dependencies: ["CJPEG"]),
   .target(
     name: "CLPool",
     dependencies: [
       .target(name: "CLPoolCPU"),
       .target(name: "COpenCL"),
       .target(name: "CPNG"),
+      .target(name: "CLPoolJPEG"),
     ],
     // The kernels live at the top level (one source of truth, lint-able as OpenCL C) and are
     // embedded into the library so an installed `clpool` needs no files beside it.

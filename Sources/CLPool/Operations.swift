@@ -13,6 +13,13 @@ public enum Layout: String, CaseIterable, Sendable {
     default: return nil
     }
   }
+
+  /// The framework spelling for an input with `spatialRank` (1–3) spatial axes: "ncl", "nchw",
+  /// "ncdhw" channels-first; "nlc", "nhwc", "ndhwc" channels-last.
+  public func name(spatialRank: Int) -> String {
+    let spatial = ["l", "hw", "dhw"][max(0, min(2, spatialRank - 1))]
+    return self == .channelsFirst ? "nc" + spatial : "n" + spatial + "c"
+  }
 }
 
 public enum PoolOperation: String, CaseIterable, Sendable {

@@ -9,51 +9,102 @@ struct CLPoolCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "clpool",
     abstract: "Global average/max pooling and dense layers on OpenCL devices and the CPU.",
+    discussion: """
+      Each subcommand has its own help, with an example: clpool help pool. Exit status: 0 success, \
+      1 a check or the device failed, 2 bad usage or input; an error is one line on stderr (with \
+      --json also a JSON object on stdout).
+      """,
     subcommands: [
       SelfTestCommand.self, DevicesCommand.self, PoolCommand.self, DenseCommand.self, HeadCommand.self,
       CamCommand.self, BenchCommand.self,
     ])
 
-  /// Exit status per SPEC.md: 0 success, 1 a check or the device failed, 2 bad usage or input;
-  /// always one line on stderr, never a stack trace.
+  /// Runs the command line; every error ends here, in `fail`.
   static func main() {
     do {
       var command = try parseAsRoot()
       try command.run()
-    } catch let error as CLPoolError {
-      var log: String?
-      if case .openCL(let failure) = error { log = failure.buildLog }
-      fail(error.description, status: status(for: error), buildLog: log)
     } catch let exit as ExitCode {
-      Foundation.exit(exit.rawValue)
+      Foundation.exit(exit.rawValue)  // already reported (a failed selftest, another MPI rank's error)
     } catch {
-      if exitCode(for: error) == .success {  // --help, --version
+      if !(error is CLPoolError) && exitCode(for: error) == .success {  // --help, --version
         print(fullMessage(for: error))
         Foundation.exit(0)
       }
-      // ArgumentParser lists valid values on lines of their own ("- nchw"); fold them into one.
-      let lines = self.message(for: error).split(separator: "\n").map(String.init)
-      let choices = lines.dropFirst().map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.hasPrefix("- ") }.map { String($0.dropFirst(2)) }
-      let first = lines.first ?? "\(error)"
-      fail(first + (choices.isEmpty ? "" : " " + choices.joined(separator: ", ")) + " (see 'clpool --help')", status: 2)
+      var log: String?
+      if case .openCL(let failure) = error as? CLPoolError { log = failure.buildLog }
+      fail(message(describing: error), status: status(for: error), buildLog: log)
     }
   }
 
-  /// The exit status `error` ends clpool with.
+  /// The exit status `error` ends clpool with, per SPEC.md: 1 a check or the device failed, 2 bad
+  /// usage or input (ArgumentParser's own errors included, which it would end with 64).
   static func status(for error: any Error) -> Int32 {
     switch error {
     case let error as CLPoolError: return error.isUsageError ? 2 : 1
     case let exit as ExitCode: return exit.rawValue
-    default: return exitCode(for: error).rawValue
+    default: return exitCode(for: error) == .success ? 0 : 2
     }
   }
 
-  /// One line on stderr; with `--verbose`, a failed OpenCL build's whole log follows it.
+  /// The one line that reports `error`. A usage mistake (a parse error, an option value out of its
+  /// domain) also says where the subcommand's help is; a problem with a file or a device does not,
+  /// since the help cannot fix it.
+  static func message(describing error: any Error) -> String {
+    let hint = " (see '\(helpCommand)')"
+    switch error {
+    case let error as CLPoolError:
+      switch error {
+      case .invalidArgument, .invalidConfiguration: return error.description + hint
+      default: return error.description
+      }
+    default:
+      // ArgumentParser lists valid values on lines of their own ("- nchw"); fold them into one.
+      let lines = message(for: error).split(separator: "\n").map(String.init)
+      let choices = lines.dropFirst().map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.hasPrefix("- ") }
+        .map { String($0.dropFirst(2)) }
+      let first = lines.first ?? "\(error)"
+      return first + (choices.isEmpty ? "" : " " + choices.joined(separator: ", ")) + hint
+    }
+  }
+
+  /// `clpool help <subcommand>` for the subcommand on the command line, else `clpool help`.
+  static var helpCommand: String {
+    let names = configuration.subcommands.map { $0._commandName }
+    let subcommand = commandLineOptions.first { names.contains($0) }
+    return subcommand.map { "clpool help \($0)" } ?? "clpool help"
+  }
+
+  /// The arguments before a `--` terminator (after it, everything is a file name).
+  static var commandLineOptions: ArraySlice<String> {
+    CommandLine.arguments.dropFirst().prefix { $0 != "--" }
+  }
+
+  /// One line on stderr, and with `--json` the same error as a JSON object on stdout (so a script
+  /// reading stdout sees the failure too); with `--verbose`, a failed OpenCL build's whole log
+  /// follows the line.
   static func fail(_ message: String, status: Int32, buildLog: String? = nil) -> Never {
-    let firstLine = message.split(separator: "\n", omittingEmptySubsequences: false).first ?? ""
+    let firstLine = String(message.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
     var text = "clpool: \(firstLine)\n"
-    if let buildLog, CommandLine.arguments.contains("--verbose") { text += buildLog + "\n" }
+    if let buildLog, commandLineOptions.contains("--verbose") { text += buildLog + "\n" }
     FileHandle.standardError.write(Data(text.utf8))
+    if commandLineOptions.contains("--json") {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+      if let json = try? encoder.encode(ErrorReport(error: .init(message: firstLine, exit: status))) {
+        print(String(decoding: json, as: UTF8.self))
+        fflush(nil)
+      }
+    }
     Foundation.exit(status)
+  }
+
+  /// `{"error": {"exit": 2, "message": "…"}}`.
+  private struct ErrorReport: Encodable {
+    struct Body: Encodable {
+      let message: String
+      let exit: Int32
+    }
+    let error: Body
   }
 }

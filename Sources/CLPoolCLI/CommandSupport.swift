@@ -46,10 +46,14 @@ struct RunSummary: Encodable {
   let seconds: Double
   /// The MPI ranks that computed it; nil for one process.
   let ranks: Int?
+  /// cam: the class each sample's map is of.
+  let classes: [Int]?
+  /// head --top: each sample's best classes, best first.
+  let top: [[TopClass]]?
 
   init(
     _ command: String, inputs: [[Int]], output: [Int], path: String, backend: any Backend, seconds: Double,
-    ranks: Int? = nil
+    ranks: Int? = nil, classes: [Int]? = nil, top: [[TopClass]]? = nil
   ) {
     self.command = command
     (inputShape, inputShapes) = inputs.count == 1 ? (inputs[0], nil) : (nil, inputs)
@@ -59,6 +63,8 @@ struct RunSummary: Encodable {
     device = backend.deviceName
     self.seconds = seconds
     self.ranks = ranks
+    self.classes = classes
+    self.top = top
   }
 
   func print(json: Bool) throws {

@@ -4,7 +4,11 @@ import Foundation
 
 struct DenseCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "dense", abstract: "A dense layer: activation(x·W + b) on a .npy [N,K] input.")
+    commandName: "dense", abstract: "A dense layer: activation(x·W + b) on a .npy [N,K] input.",
+    discussion: """
+      Example: softmax probabilities from pooled features and a Keras-layout weight [K,M]:
+        clpool dense gap.npy --weight w.npy --bias b.npy --activation softmax -o p.npy
+      """)
 
   @Argument(help: "Input .npy, [N,K].")
   var input: String
@@ -36,18 +40,37 @@ struct HeadCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "head", abstract: "Global average pooling followed by a dense layer, in one call.",
     discussion: """
-      The input streams through the backend a chunk of samples at a time and the output is written as it goes, so it may be larger than memory; under mpirun every rank computes its share of the samples into the one output file.
+      The input streams through the backend a chunk of samples at a time and the output is written \
+      as it goes, so it may be larger than memory; under mpirun every rank computes its share of \
+      the samples into the one output file.
+
+      With --top K, each sample's K most probable classes are printed too: the softmax of the \
+      logits in float64, ties to the lower class index. It needs --activation none (the output \
+      is the logits) or softmax, and one process.
+
+      Examples:
+        clpool head features.npy --weight w.npy --bias b.npy -o logits.npy
+        clpool head features.npy --weight w.npy -o logits.npy --top 5 --labels labels.txt
       """)
 
   @Argument(help: "Input .npy feature maps, as for pool.")
   var input: String
 
-  @Option(help: "channels-first (nchw, ncl, ncdhw) or channels-last (nhwc, nlc, ndhwc).")
+  @Option(help: LayoutArgument.help)
   var layout: LayoutArgument = .channelsFirst
 
   @OptionGroup var dense: DenseOptionGroup
 
   @OptionGroup var streamOptions: StreamOptionGroup
+
+  @OptionGroup var topOptions: TopClassesOptionGroup
+
+  func validate() throws {
+    if topOptions.top != nil && dense.activation != .none && dense.activation != .softmax {
+      throw ValidationError(
+        "--top ranks softmax probabilities of the logits: it needs --activation none or softmax, not \(dense.activation.rawValue)")
+    }
+  }
 
   func run() throws {
     try run(dense.storage.dtype.staticType)
@@ -57,17 +80,22 @@ struct HeadCommand: ParsableCommand {
     let type = S.scalarType
     let job = try Job()
     defer { job.finish() }
-    let (stream, parameters, pool, geometry, backend) = try job.step {
-      () -> (SampleStream, DenseParameters<S>, PoolGeometry, DenseGeometry, any Backend) in
+    let (stream, parameters, pool, geometry, backend, labels) = try job.step {
+      () -> (SampleStream, DenseParameters<S>, PoolGeometry, DenseGeometry, any Backend, [String]?) in
       let stream = try SampleStream(path: input, type: type, chunkBytes: streamOptions.chunkBytes)
       try layout.check(stream.shape, of: input)
       let parameters = try DenseParameters<S>(dense)
       let (pool, geometry) = try about([input] + parameters.paths) {
         try headGeometry(stream.shape, layout.layout, parameters.weight.shape, parameters.bias?.shape, dense.weightLayout)
       }
+      let labels = try topOptions.readLabels(classes: geometry.outputs)
+      if topOptions.top != nil, let world = job.world, world.size > 1 {
+        throw CLPoolError.invalidArgument("--top prints every sample's ranking from one process; run it without mpirun (\(world.size) ranks)")
+      }
       let backend = try dense.backendOptions.makeBackend(requiring: type).backend(for: .head(pool, geometry))
-      return (stream, parameters, pool, geometry, backend)
+      return (stream, parameters, pool, geometry, backend, labels)
     }
+    var ranking = topOptions.top.map { TopClassesCollector(k: $0, labels: labels) }
     let mine = job.samples(of: pool.batch)
     let outputs = geometry.outputs
     let file = try job.step {
@@ -77,17 +105,30 @@ struct HeadCommand: ParsableCommand {
       "head", samples: mine.count, sampleBytes: pool.channels * pool.spatialSize * type.byteWidth,
       quiet: dense.outputOptions.quiet, job: job)
     let chunkRows = min(stream.samplesPerChunk, max(1, mine.count))
+    // The ranking needs the logits: the output itself with --activation none, else a second
+    // call on the same chunk.
+    let logitsBytes = ranking != nil && dense.activation != .none ? chunkRows * outputs * type.byteWidth : 0
     let seconds = try job.step {
       try withScratch(bytes: chunkRows * outputs * type.byteWidth) { y in
-        try parameters.weight.scalars.withUnsafeBytes { weight in
-          try (parameters.bias?.scalars ?? []).withUnsafeBytes { bias in
-            try streamChunks(stream, job: job, samples: mine, progress: progress) { shape, elements in
-              let count = shape[0] * outputs
-              try backend.head(
-                elements, shape: shape, layout: layout.layout, weight: weight, shape: parameters.weight.shape,
-                bias: parameters.bias == nil ? nil : bias, type: type, weightLayout: dense.weightLayout,
-                activation: dense.activation, into: UnsafeMutableRawBufferPointer(rebasing: y[..<(count * type.byteWidth)]))
-              try file.append(UnsafeRawBufferPointer(y), count: count, type: type)
+        try withScratch(bytes: logitsBytes) { logitsScratch in
+          try parameters.weight.scalars.withUnsafeBytes { weight in
+            try (parameters.bias?.scalars ?? []).withUnsafeBytes { bias in
+              try streamChunks(stream, job: job, samples: mine, progress: progress) { shape, elements in
+                let count = shape[0] * outputs
+                func head(_ activation: Activation, into buffer: UnsafeMutableRawBufferPointer) throws {
+                  try backend.head(
+                    elements, shape: shape, layout: layout.layout, weight: weight, shape: parameters.weight.shape,
+                    bias: parameters.bias == nil ? nil : bias, type: type, weightLayout: dense.weightLayout,
+                    activation: activation, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<(count * type.byteWidth)]))
+                }
+                try head(dense.activation, into: y)
+                try file.append(UnsafeRawBufferPointer(y), count: count, type: type)
+                if ranking != nil {
+                  let logits = logitsBytes > 0 ? logitsScratch : y
+                  if logitsBytes > 0 { try head(.none, into: logits) }
+                  ranking?.add(logits: UnsafeRawBufferPointer(logits), as: S.self, rows: shape[0], classes: outputs)
+                }
+              }
             }
           }
         }
@@ -95,9 +136,10 @@ struct HeadCommand: ParsableCommand {
     }
     try job.commit([(file, dense.outputOptions.output)])
     guard job.isLeader else { return }
+    if let ranking, !dense.outputOptions.json { ranking.printTable() }
     try RunSummary(
       "head", inputs: [stream.shape], output: geometry.outputShape, path: dense.outputOptions.output, backend: backend,
-      seconds: seconds, ranks: job.world?.size
+      seconds: seconds, ranks: job.world?.size, top: ranking?.samples
     ).print(json: dense.outputOptions.json)
   }
 }

@@ -19,14 +19,37 @@ struct LayoutArgument: ExpressibleByArgument, Equatable {
 
   static let channelsFirst = LayoutArgument(argument: "channels-first")!
 
+  /// The help of every `--layout`; the values are listed below it with the shape each means.
+  static let help = ArgumentHelp("How the feature maps are stored.")
+
   init?(argument: String) {
     guard let layout = Layout(name: argument) else { return nil }
+    let name = argument.lowercased()
     self.layout = layout
-    name = argument.lowercased()
-    rank = ["ncl": 3, "nlc": 3, "nchw": 4, "nhwc": 4, "ncdhw": 5, "ndhwc": 5][name]
+    self.name = name
+    rank = Self.spatialRanks.first { layout.name(spatialRank: $0) == name }.map { $0 + 2 }
   }
 
-  static var allValueStrings: [String] { ["channels-first", "channels-last", "nchw", "nhwc", "ncl", "nlc", "ncdhw", "ndhwc"] }
+  private static let spatialRanks = 1...3
+  private static let axes = ["L", "H,W", "D,H,W"]
+
+  static var allValueStrings: [String] {
+    Layout.allCases.map(\.rawValue) + spatialRanks.flatMap { rank in Layout.allCases.map { $0.name(spatialRank: rank) } }
+  }
+
+  static var allValueDescriptions: [String: String] {
+    var descriptions = [
+      Layout.channelsFirst.rawValue: "[N,C,spatial...], 1 to 3 spatial axes",
+      Layout.channelsLast.rawValue: "[N,spatial...,C], 1 to 3 spatial axes",
+    ]
+    for rank in spatialRanks {
+      let spatial = axes[rank - 1]
+      descriptions[Layout.channelsFirst.name(spatialRank: rank)] = "[N,C,\(spatial)]"
+      descriptions[Layout.channelsLast.name(spatialRank: rank)] = "[N,\(spatial),C]"
+    }
+    return descriptions
+  }
+
   var defaultValueDescription: String { name }
 
   /// Throws, naming the file, when `shape`'s rank is not the one the spelling implies.

@@ -19,7 +19,7 @@ struct PoolCommand: ParsableCommand {
   @Option(help: "avg or max.")
   var op: PoolOperation = .average
 
-  @Option(help: "channels-first (nchw, ncl, ncdhw) or channels-last (nhwc, nlc, ndhwc).")
+  @Option(help: LayoutArgument.help)
   var layout: LayoutArgument = .channelsFirst
 
   @Flag(help: "Keep the spatial axes as 1s (one input only).")

@@ -1,48 +1,103 @@
-import CPNG
 import Foundation
 
-/// Renders a 2-D map (a class activation map) as a colour PNG: normalised to [0, 1] by its own
-/// minimum and maximum, bilinearly resampled to the requested size, coloured with the viridis
-/// palette, and encoded by libpng.
+/// Renders a 2-D map (a class activation map) as a colour picture: normalised to [0, 1] by its
+/// own minimum and maximum, bilinearly resampled to the picture's size, coloured with the viridis
+/// palette, and optionally blended over a photo.
 public enum HeatMap {
+  /// Where a picture's pixels sample the map when the two sizes differ.
+  public enum Resampling: Sendable {
+    /// Pixel centres line up, as OpenCV's and PIL's resize and torch's `interpolate` with
+    /// `align_corners=False`: output pixel x reads the map at (x + 0.5) · in/out − 0.5, clamped to
+    /// the edge cells. Each map cell covers an equal share of the picture.
+    case pixelCenters
+    /// The map's corner cells land on the picture's corner pixels (`align_corners=True`): x reads
+    /// the map at x · (in − 1)/(out − 1). Edge cells cover half the share of inner ones.
+    case alignCorners
+  }
+
   /// - Parameters:
-  ///   - map: a [H, W] tensor.
-  ///   - width, height: the image size; the map is resampled with align-corners bilinear
-  ///     interpolation (the map's corner cells land on the image's corner pixels).
-  /// - Returns: RGB bytes, row-major, 3 per pixel.
-  public static func render(_ map: Tensor, width: Int, height: Int) throws -> [UInt8] {
+  ///   - map: a [H, W] tensor; NaN and ±Inf cells draw as its finite minimum.
+  ///   - width: the picture's width in pixels.
+  ///   - height: the picture's height in pixels.
+  ///   - resampling: how picture pixels sample the map.
+  /// - Returns: the coloured map, `width`×`height`.
+  public static func render(_ map: Tensor, width: Int, height: Int, resampling: Resampling = .pixelCenters) throws
+    -> RGBImage
+  {
+    let heat = try resampled(map, width: width, height: height, resampling: resampling)
+    var pixels = [UInt8](repeating: 0, count: width * height * 3)
+    for (index, value) in heat.enumerated() {
+      let colour = viridis(value)
+      pixels[index * 3] = colour.0
+      pixels[index * 3 + 1] = colour.1
+      pixels[index * 3 + 2] = colour.2
+    }
+    return try RGBImage(width: width, height: height, pixels: pixels)
+  }
+
+  /// The map rendered at the photo's size and blended over it: each pixel is
+  /// (1 − alpha) · photo + alpha · viridis(heat), so the photo stays visible under the colours.
+  /// - Parameter alpha: the heat map's weight, 0 (the photo alone) to 1 (the heat map alone).
+  public static func overlay(_ map: Tensor, on photo: RGBImage, alpha: Double, resampling: Resampling = .pixelCenters)
+    throws -> RGBImage
+  {
+    guard alpha.isFinite, (0...1).contains(alpha) else {
+      throw CLPoolError.invalidArgument("alpha must be from 0 to 1, got \(alpha)")
+    }
+    let heat = try render(map, width: photo.width, height: photo.height, resampling: resampling)
+    var blended = photo
+    for index in blended.pixels.indices {
+      let mixed = (1 - alpha) * Double(photo.pixels[index]) + alpha * Double(heat.pixels[index])
+      blended.pixels[index] = UInt8(min(255, max(0, mixed.rounded())))
+    }
+    return blended
+  }
+
+  /// The map normalised to [0, 1] and bilinearly resampled: `width`·`height` values, row-major.
+  static func resampled(_ map: Tensor, width: Int, height: Int, resampling: Resampling) throws -> [Double] {
     guard map.rank == 2, map.count > 0 else {
       throw CLPoolError.invalidShape("a heat map needs a non-empty [H,W] map, got \(Tensor.describe(map.shape))")
     }
-    guard width > 0, height > 0, width <= 16_384, height <= 16_384 else {
-      throw CLPoolError.invalidArgument("image size \(width)x\(height) is outside 1x1...16384x16384")
+    guard width > 0, height > 0, width <= RGBImage.maximumSide, height <= RGBImage.maximumSide else {
+      throw CLPoolError.invalidArgument(
+        "image size \(width)x\(height) is outside 1x1...\(RGBImage.maximumSide)x\(RGBImage.maximumSide)")
     }
     let (rows, columns) = (map.shape[0], map.shape[1])
     let finite = map.scalars.filter(\.isFinite)
-    let low = finite.min() ?? 0
-    let span = (finite.max() ?? 0) - low
-    var pixels = [UInt8](repeating: 0, count: width * height * 3)
-    for y in 0..<height {
-      let sy = height > 1 ? Double(y) * Double(rows - 1) / Double(height - 1) : 0
-      let y0 = Int(sy), y1 = min(Int(sy) + 1, rows - 1), fy = sy - Double(y0)
-      for x in 0..<width {
-        let sx = width > 1 ? Double(x) * Double(columns - 1) / Double(width - 1) : 0
-        let x0 = Int(sx), x1 = min(Int(sx) + 1, columns - 1), fx = sx - Double(x0)
-        func at(_ r: Int, _ c: Int) -> Double {
-          let value = map.scalars[r * columns + c]
-          return value.isFinite ? Double(value) : Double(low)  // NaN/Inf cells draw as the minimum
-        }
-        let value =
-          (at(y0, x0) * (1 - fx) + at(y0, x1) * fx) * (1 - fy) + (at(y1, x0) * (1 - fx) + at(y1, x1) * fx) * fy
-        let unit = span > 0 ? (value - Double(low)) / Double(span) : 0
-        let (r, g, b) = viridis(unit)
-        let offset = (y * width + x) * 3
-        pixels[offset] = r
-        pixels[offset + 1] = g
-        pixels[offset + 2] = b
+    let low = Double(finite.min() ?? 0)
+    let span = Double(finite.max() ?? 0) - low
+    let unit = map.scalars.map { value -> Double in
+      guard value.isFinite, span > 0 else { return 0 }
+      return (Double(value) - low) / span
+    }
+    let ys = samples(height, of: rows, resampling), xs = samples(width, of: columns, resampling)
+    var values = [Double](repeating: 0, count: width * height)
+    for (y, sy) in ys.enumerated() {
+      for (x, sx) in xs.enumerated() {
+        func at(_ r: Int, _ c: Int) -> Double { unit[r * columns + c] }
+        let top = at(sy.low, sx.low) * (1 - sx.weight) + at(sy.low, sx.high) * sx.weight
+        let bottom = at(sy.high, sx.low) * (1 - sx.weight) + at(sy.high, sx.high) * sx.weight
+        values[y * width + x] = top * (1 - sy.weight) + bottom * sy.weight
       }
     }
-    return pixels
+    return values
+  }
+
+  /// For each of `count` output positions along one axis, the two map cells it lies between and
+  /// the weight of the second.
+  static func samples(_ count: Int, of cells: Int, _ resampling: Resampling) -> [(low: Int, high: Int, weight: Double)] {
+    (0..<count).map { index in
+      var source: Double
+      switch resampling {
+      case .pixelCenters:
+        source = max(0, (Double(index) + 0.5) * Double(cells) / Double(count) - 0.5)
+      case .alignCorners:
+        source = count > 1 ? Double(index) * Double(cells - 1) / Double(count - 1) : 0
+      }
+      source = min(source, Double(cells - 1))
+      let low = Int(source)
+      return (low, min(low + 1, cells - 1), source - Double(low))
+    }
   }
 
   /// Viridis, sampled at 9 points and linearly interpolated.
@@ -57,30 +112,5 @@ public enum HeatMap {
     let (a, b) = (stops[index], stops[index + 1])
     func mix(_ p: Double, _ q: Double) -> UInt8 { UInt8((p + (q - p) * f).rounded()) }
     return (mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
-  }
-
-  /// Encodes RGB pixels with libpng and writes them through a temporary file and a rename.
-  public static func writePNG(rgb pixels: [UInt8], width: Int, height: Int, to url: URL) throws {
-    precondition(pixels.count == width * height * 3)
-    var image = png_image()
-    image.version = UInt32(PNG_IMAGE_VERSION)
-    image.width = UInt32(width)
-    image.height = UInt32(height)
-    image.format = UInt32(PNG_FORMAT_RGB)
-    var size: png_alloc_size_t = 0
-    // First call sizes the encoded image, the second fills it.
-    guard png_image_write_to_memory(&image, nil, &size, 0, pixels, 0, nil) != 0 else {
-      throw CLPoolError.invalidInput("\(url.path): libpng could not encode the image (\(pngMessage(&image)))")
-    }
-    var encoded = [UInt8](repeating: 0, count: Int(size))
-    guard png_image_write_to_memory(&image, &encoded, &size, 0, pixels, 0, nil) != 0 else {
-      throw CLPoolError.invalidInput("\(url.path): libpng could not encode the image (\(pngMessage(&image)))")
-    }
-    png_image_free(&image)
-    try OutputFile.write(Data(encoded.prefix(Int(size))), to: url)
-  }
-
-  private static func pngMessage(_ image: inout png_image) -> String {
-    withUnsafeBytes(of: &image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
   }
 }

@@ -3,19 +3,13 @@
 /// hold for float64), computes the float64 reference on the stored values, and checks a backend.
 /// The storage type becomes a static type in one place, `ScalarType.staticType`.
 extension SelfTestCase {
-  /// "nchw", "nlc", "ndhwc", …: the layout of a pooling input with `spatialRank` spatial axes.
-  static func layoutName(_ layout: Layout, spatialRank: Int) -> String {
-    let spatial = ["l", "hw", "dhw"][max(0, min(2, spatialRank - 1))]
-    return layout == .channelsFirst ? "nc" + spatial : "n" + spatial + "c"
-  }
-
   /// Global average or max pooling of `shape` ([N, C, spatial...], stored in `layout`); with
   /// `special`, planes of ties, NaN and ±Inf.
   public static func pool(
     _ operation: PoolOperation, _ layout: Layout, _ shape: [Int], special: Bool = false, type: ScalarType = .float32
   ) -> SelfTestCase {
     SelfTestCase(
-      operation.rawValue, layoutName(layout, spatialRank: shape.count - 2), shape, scalarType: type, special: special
+      operation.rawValue, layout.name(spatialRank: shape.count - 2), shape, scalarType: type, special: special
     ) { random in
       func prepare<S: StorageScalar>(_: S.Type) throws -> Check {
         let drawn = try TestData.poolInput(shape, layout: layout, special: specialData(operation, special), random: &random)
@@ -100,7 +94,7 @@ extension SelfTestCase {
     -> SelfTestCase
   {
     SelfTestCase(
-      "head", "\(layoutName(layout, spatialRank: shape.count - 3)) \(activation.rawValue)", shape, scalarType: type
+      "head", "\(layout.name(spatialRank: shape.count - 3)) \(activation.rawValue)", shape, scalarType: type
     ) { random in
       func prepare<S: StorageScalar>(_: S.Type) throws -> Check {
         let poolShape = Array(shape.dropLast())
@@ -129,7 +123,7 @@ extension SelfTestCase {
   public static func poolBackward(_ operation: PoolOperation, _ layout: Layout, _ shape: [Int]) -> SelfTestCase {
     let special = operation == .max
     return SelfTestCase(
-      "\(operation.rawValue) backward", layoutName(layout, spatialRank: shape.count - 2), shape, special: special
+      "\(operation.rawValue) backward", layout.name(spatialRank: shape.count - 2), shape, special: special
     ) { random in
       let x = try TestData.poolInput(shape, layout: layout, special: special ? .forMax : nil, random: &random)
       let geometry = try PoolGeometry(shape: x.shape, layout: layout)
@@ -173,7 +167,7 @@ extension SelfTestCase {
   ) -> SelfTestCase {
     let (c, h, w, m) = (shape[0], shape[1], shape[2], shape[3])
     return SelfTestCase(
-      samples == nil ? "cam" : "cam batch", "\(layoutName(layout, spatialRank: 2)) \(weightLayout.rawValue)",
+      samples == nil ? "cam" : "cam batch", "\(layout.name(spatialRank: 2)) \(weightLayout.rawValue)",
       (samples.map { [$0] } ?? []) + shape
     ) { random in
       let n = samples ?? 1

@@ -45,10 +45,10 @@ int clpool_jpeg_decode(const unsigned char *data, size_t size, size_t max_side, 
   jpeg_read_header(&decoder, TRUE);
   size_t columns = decoder.image_width, rows = decoder.image_height;
   if (columns > max_side || rows > max_side || columns * rows > max_pixels) {
-    snprintf(message, message_size, "the image is %zux%zu, beyond the %zu-pixel side or %zu-pixel limit",
-             columns, rows, max_side, max_pixels);
+    *width = columns;
+    *height = rows;
     jpeg_destroy_decompress(&decoder);
-    return 1;
+    return 2;
   }
   decoder.out_color_space = JCS_RGB;
   jpeg_start_decompress(&decoder);

@@ -24,7 +24,7 @@ public enum HeatMap {
   public static func render(_ map: Tensor, width: Int, height: Int, resampling: Resampling = .pixelCenters) throws
     -> RGBImage
   {
-    let heat = try resampled(map, width: width, height: height, resampling: resampling)
+    let heat = try normalized(map, width: width, height: height, resampling: resampling)
     var pixels = [UInt8](repeating: 0, count: width * height * 3)
     for (index, value) in heat.enumerated() {
       let colour = viridis(value)
@@ -53,8 +53,9 @@ public enum HeatMap {
     return blended
   }
 
-  /// The map normalised to [0, 1] and bilinearly resampled: `width`·`height` values, row-major.
-  static func resampled(_ map: Tensor, width: Int, height: Int, resampling: Resampling) throws -> [Double] {
+  /// The map normalised to [0, 1] by its finite minimum and maximum (a constant map is all 0) and
+  /// bilinearly resampled: `width`·`height` values, row-major; what `render` colours.
+  public static func normalized(_ map: Tensor, width: Int, height: Int, resampling: Resampling) throws -> [Double] {
     guard map.rank == 2, map.count > 0 else {
       throw CLPoolError.invalidShape("a heat map needs a non-empty [H,W] map, got \(Tensor.describe(map.shape))")
     }

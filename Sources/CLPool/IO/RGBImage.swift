@@ -86,6 +86,7 @@ public struct RGBImage: Equatable, Sendable {
     var message = [CChar](repeating: 0, count: 256)
     let status = clpool_jpeg_decode(
       bytes, bytes.count, maximumSide, maximumPixels, &decoded, &width, &height, &message, message.count)
+    if status == 2 { try checkSize(width, height) }
     guard status == 0, let decoded else {
       throw ImageError("corrupt, truncated or unsupported JPEG (libjpeg: \(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))")
     }

@@ -9,8 +9,9 @@
 /// `max_pixels` pixels is refused from its header, before any pixel memory is allocated. libjpeg's
 /// warnings (truncated data, corrupt segments) are errors here: a damaged photo is refused rather
 /// than drawn half grey.
-/// Returns 0 and a malloc'd `*pixels` (the caller frees it) with its size, or 1 with a one-line
-/// reason in `message` (always NUL-terminated).
+/// Returns 0 and a malloc'd `*pixels` (the caller frees it) with its size; 2 with only the size
+/// set when the image is beyond the limits; or 1 with a one-line reason in `message` (always
+/// NUL-terminated).
 int clpool_jpeg_decode(const unsigned char *data, size_t size, size_t max_side, size_t max_pixels,
                        unsigned char **pixels, size_t *width, size_t *height, char *message,
                        size_t message_size);

@@ -1,5 +1,6 @@
 import CLPool
 import Foundation
+import TestSupport
 import Testing
 
 /// Heat-map resizing conventions, PNG round trips and hostile picture files.
@@ -47,8 +48,8 @@ import Testing
     let hostile: [(String, [UInt8], String)] = [
       ("truncated.png", Array(bytes.prefix(bytes.count - 20)), "corrupt or truncated PNG"),
       ("header-only.png", Array(bytes.prefix(20)), "PNG"),
-      ("huge.png", Self.withDimensions(bytes, 100_000, 100_000), "100000x100000, beyond"),
-      ("wide.png", Self.withDimensions(bytes, 20_000, 2), "20000x2, beyond"),
+      ("huge.png", PNGBytes.withDimensions(bytes, 100_000, 100_000), "100000x100000, beyond"),
+      ("wide.png", PNGBytes.withDimensions(bytes, 20_000, 2), "20000x2, beyond"),
       ("text.jpg", Array("not a picture".utf8), "not a PNG or JPEG file"),
       ("empty.png", [], "not a PNG or JPEG file"),
       ("jpeg-magic.jpg", [0xFF, 0xD8, 0xFF, 0xE0, 0, 16], "JPEG"),
@@ -64,27 +65,6 @@ import Testing
         #expect(!error.description.contains("\n"))
       }
     }
-  }
-
-  /// `png` with its IHDR width and height replaced (and the chunk's CRC fixed, so only the size
-  /// is wrong).
-  static func withDimensions(_ png: [UInt8], _ width: UInt32, _ height: UInt32) -> [UInt8] {
-    var bytes = png
-    for (offset, value) in [(16, width), (20, height)] {
-      for byte in 0..<4 { bytes[offset + byte] = UInt8(truncatingIfNeeded: value >> (24 - 8 * UInt32(byte))) }
-    }
-    let crc = crc32(bytes[12..<29])  // the chunk type and its 13 data bytes
-    for byte in 0..<4 { bytes[29 + byte] = UInt8(truncatingIfNeeded: crc >> (24 - 8 * UInt32(byte))) }
-    return bytes
-  }
-
-  static func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
-    var crc: UInt32 = 0xFFFF_FFFF
-    for byte in bytes {
-      crc ^= UInt32(byte)
-      for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
-    }
-    return ~crc
   }
 }
 

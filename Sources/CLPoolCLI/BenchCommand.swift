@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
     abstract: "Time operations on every selected backend (compilation excluded).",
-    usage: "clpool bench [--op <op>] [--shape <shape>] [--layout <layout>] [<options>]",
+    usage: "clpool bench [--op <op>] [--shape <shape>] [<options>]",
     discussion: """
       With no --op/--shape the default suite runs. Times are end to end (upload, kernels, \
       download) with medians and minima over repetitions after one warm-up call; OpenCL rows also \

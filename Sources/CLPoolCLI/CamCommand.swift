@@ -6,6 +6,7 @@ struct CamCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "cam",
     abstract: "Class activation maps of feature maps, as .npy or a PNG heat map (optionally over a photo).",
+    usage: "clpool cam <input> --weight <w> --class <k|top> -o <output> [<options>]",
     discussion: """
       cam[h,w] = sum over c of W[c,k]·x[c,h,w], the bias excluded. A .npy output holds the raw map: \
       [H,W] for one sample, [N,H,W] for a batch. A .png output (one sample) is the map normalised \
@@ -14,8 +15,8 @@ struct CamCommand: ParsableCommand {
       is blended over it.
 
       Examples:
-        clpool cam sample.npy --weight w.npy --class 207 -o cam.npy
-        clpool cam sample.npy --weight w.npy --class top -o cam.png --overlay photo.jpg
+        clpool cam x.npy --weight w.npy --class 207 -o cam.npy
+        clpool cam x.npy --weight w.npy --class top -o cam.png --overlay photo.jpg
       """)
 
   @Argument(help: "Input .npy: [C,H,W], or [N,C,H,W] for a batch (channels-last: [H,W,C], [N,H,W,C]).")
@@ -33,7 +34,9 @@ struct CamCommand: ParsableCommand {
   // Unconditional, so that a negative class reaches the range check instead of reading as a flag.
   @Option(
     name: .customLong("class"), parsing: .unconditional,
-    help: "The class index k, or top: each sample's highest-scoring class (logits of the head, ties to the lower index).")
+    help: ArgumentHelp(
+      "The class index k, or top: each sample's highest-scoring class (logits of the head, ties to the lower index).",
+      valueName: "k|top"))
   var classChoice: ClassChoice
 
   @Option(help: LayoutArgument.help)
@@ -47,7 +50,7 @@ struct CamCommand: ParsableCommand {
   @Option(help: "A PNG or JPEG photo to blend the heat map over; the PNG gets the photo's size.")
   var overlay: String?
 
-  @Option(help: "With --overlay: the heat map's weight, from 0 (the photo alone) to 1 (the map alone).")
+  @Option(help: "With --overlay: the heat map's weight, from 0 (the photo alone) to 1 (the map alone). (default: 0.5)")
   var alpha: Double?
 
   @Flag(help: "Resize corner to corner (align_corners=True: the map's corner cells on the corner pixels) instead of by pixel centres.")

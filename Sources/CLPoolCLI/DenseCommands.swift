@@ -5,8 +5,9 @@ import Foundation
 struct DenseCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "dense", abstract: "A dense layer: activation(x·W + b) on a .npy [N,K] input.",
+    usage: "clpool dense <input> --weight <weight> --output <output> [<options>]",
     discussion: """
-      Example: softmax probabilities from pooled features and a Keras-layout weight [K,M]:
+      Example: softmax probabilities from pooled features and a weight [K,M]:
         clpool dense gap.npy --weight w.npy --bias b.npy --activation softmax -o p.npy
       """)
 
@@ -49,8 +50,8 @@ struct HeadCommand: ParsableCommand {
       is the logits) or softmax, and one process.
 
       Examples:
-        clpool head features.npy --weight w.npy --bias b.npy -o logits.npy
-        clpool head features.npy --weight w.npy -o logits.npy --top 5 --labels labels.txt
+        clpool head x.npy --weight w.npy --bias b.npy -o logits.npy
+        clpool head x.npy --weight w.npy -o logits.npy --top 5 --labels labels.txt
       """)
 
   @Argument(help: "Input .npy feature maps, as for pool.")

@@ -5,7 +5,16 @@ import Foundation
 struct DevicesCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "devices",
-    abstract: "List OpenCL platforms and devices, and which backend auto selection picks.")
+    abstract: "List OpenCL platforms and devices, and which backend auto selection picks.",
+    usage: "clpool devices [--backend <backend>] [--device <device>] [--json]",
+    discussion: """
+      Each device shows its type, compute units, memory and largest allocation, OpenCL C \
+      version, driver, and the storage types clpool computes in there.
+
+      Examples:
+        clpool devices
+        CLPOOL_DEVICE=1 clpool devices --json
+      """)
 
   @OptionGroup var backendOptions: BackendOptionGroup
 

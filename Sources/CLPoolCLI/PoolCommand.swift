@@ -6,9 +6,19 @@ struct PoolCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "pool", abstract: "Global average or max pooling of .npy feature-map arrays.",
     discussion: """
-      One input streams through the backend a chunk of samples at a time and the output is written as it goes, so it may be larger than memory; under mpirun every rank pools its share of the samples into the one output file.
+      One input streams through the backend a chunk of samples at a time and the output is \
+      written as it goes, so it may be larger than memory; under mpirun every rank pools its \
+      share of the samples into the one output file.
 
-      With several inputs, their spatial sizes may differ (a ragged batch): each is a batch [N_i,C,spatial_i...] with the same C and layout, and the output is [sum of N_i, C], every sample pooled over its own extent, in one launch.
+      With several inputs, their spatial sizes may differ (a ragged batch): each is a batch \
+      [N_i,C,spatial_i...] with the same C and layout, and the output is [sum of N_i, C], every \
+      sample pooled over its own extent, in one launch.
+
+      Examples:
+        clpool pool features.npy -o gap.npy
+        clpool pool features.npy -o gmp.npy --op max --indices argmax.npy
+        clpool pool nhwc.npy --layout nhwc --dtype float16 -o gap.npy
+        clpool pool small.npy large.npy -o ragged.npy
       """)
 
   @Argument(help: "Input .npy, rank 3-5: [N,C,L], [N,C,H,W], [N,C,D,H,W] (or channels-last); several for a ragged batch.")

@@ -6,12 +6,17 @@ struct SelfTestCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "selftest",
     abstract: "Cross-check every operation on every backend against a float64 reference.",
+    usage: "clpool selftest [--backend <backend>] [--filter <filter>] [<options>]",
     discussion: """
-      Runs the standard grid (spatial 1x1 to >= 2^20 elements per plane, ranks 3-5, both layouts,
-      ties/NaN/Inf for max, dense with every activation, the ResNet-50 head, backward passes,
-      ragged batches, float16 and float64 storage) on the CPU backend and every OpenCL device,
-      with output buffers poisoned first. A storage type a device lacks (float64 without
+      Runs the standard grid (spatial 1x1 to >= 2^20 elements per plane, ranks 3-5, both \
+      layouts, ties/NaN/Inf for max, dense with every activation, the ResNet-50 head, backward \
+      passes, ragged batches, float16 and float64 storage) on the CPU backend and every OpenCL \
+      device, with output buffers poisoned first. A storage type a device lacks (float64 without \
       cl_khr_fp64) is reported as skipped, with the reason. Exit 0 only if no case fails.
+
+      Examples:
+        clpool selftest
+        clpool selftest --backend opencl --filter 'max nhwc' --seed 42
       """)
 
   @OptionGroup var backendOptions: BackendOptionGroup

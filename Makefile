@@ -1,10 +1,11 @@
 # The two commands the README gives; each installs what is missing first.
 #   make selftest   build clpool and cross-check every operation on every backend
-#   make test       lint the kernels, run the test suite, and selftest every OpenCL implementation
+#   make test       lint the kernels, build the documentation, run the test suite, and selftest
+#                   every OpenCL implementation
 
 SWIFT_BUILD_FLAGS ?= -c release
 
-.PHONY: setup build selftest lint test gpu-bundle clean
+.PHONY: setup build selftest lint docs test gpu-bundle clean
 
 setup:
 	@scripts/setup
@@ -18,7 +19,11 @@ selftest: build
 lint: setup
 	scripts/lint-kernels
 
-test: lint
+# The DocC catalog (Sources/CLPool/CLPool.docc) and every doc comment; a warning fails the build.
+docs: setup
+	swift package generate-documentation --target CLPool --warnings-as-errors
+
+test: lint docs
 	swift build $(SWIFT_BUILD_FLAGS) --product clpool
 	swift test $(SWIFT_BUILD_FLAGS)
 	scripts/check-drivers

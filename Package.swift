@@ -80,7 +80,9 @@ let package = Package(
   name: "clpool",
   products: products,
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    // `swift package generate-documentation --target CLPool` (the DocC catalog, `make docs`).
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
   ],
   targets: systemLibraries + libraryTargets + testTargets
 )

@@ -162,6 +162,7 @@ extension Backend {
   /// - Parameters:
   ///   - gradient: dz, [N, C] or the keep-dims output shape.
   ///   - inputShape: the forward input's shape.
+  ///   - layout: the forward input's layout.
   public func globalAveragePoolBackward(_ gradient: Tensor, inputShape: [Int], layout: Layout) throws -> Tensor {
     try poolGradient(gradient, indices: nil, try PoolGeometry(gradient: gradient.shape, inputShape: inputShape, layout: layout))
   }
@@ -270,7 +271,9 @@ extension Backend {
   /// (Zhou et al. 2016). It is one matrix-vector product, so it runs on the backend's dense op.
   /// - Parameters:
   ///   - features: [C, H, W] or [1, C, H, W]; with `.channelsLast`, [H, W, C] or [1, H, W, C].
+  ///   - layout: where the channels are in `features`.
   ///   - weight: the head's dense weight, [C, M] (`.inOut`) or [M, C] (`.outIn`).
+  ///   - weightLayout: how `weight` is stored.
   ///   - classIndex: k in 0..<M.
   /// - Returns: [H, W].
   public func classActivationMap(
@@ -312,7 +315,12 @@ extension Backend {
   }
 
   /// Class activation maps of a batch: sample n's map for class `classIndices[n]`, [N, H, W].
-  /// - Parameter features: [N, C, H, W] (channels-last: [N, H, W, C]).
+  /// - Parameters:
+  ///   - features: [N, C, H, W] (channels-last: [N, H, W, C]).
+  ///   - layout: where the channels are in `features`.
+  ///   - weight: the head's dense weight, [C, M] (`.inOut`) or [M, C] (`.outIn`).
+  ///   - weightLayout: how `weight` is stored.
+  ///   - classIndices: one class in 0..<M per sample.
   public func classActivationMaps(
     _ features: Tensor, layout: Layout = .channelsFirst, weight: Tensor,
     weightLayout: WeightLayout = .inOut, classIndices: [Int]

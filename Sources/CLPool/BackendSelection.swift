@@ -129,6 +129,7 @@ public struct BackendSelection: Equatable, Sendable {
 
   /// The one backend to compute with.
   /// - Parameters:
+  ///   - options: what every backend made is given (output poisoning).
   ///   - type: the storage type the caller will compute in: `auto` passes over devices without
   ///     it; an explicit `opencl` device without it is an error naming the type.
   ///   - note: receives the one-line reason when `auto` falls back to the CPU.

@@ -13,7 +13,9 @@ public struct RaggedBatch<Scalar: StorageScalar>: Sendable {
   public let spatialSizes: [Int]
 
   /// Packs samples one after another.
-  /// - Parameter samples: each [C, spatial...] (`.channelsFirst`) or [spatial..., C], with one C.
+  /// - Parameters:
+  ///   - samples: each [C, spatial...] (`.channelsFirst`) or [spatial..., C], with one C.
+  ///   - layout: where the channels are in every sample.
   public init(samples: [TypedTensor<Scalar>], layout: Layout = .channelsFirst) throws {
     guard let first = samples.first else {
       throw CLPoolError.invalidShape("a ragged batch needs at least one sample (or use init(packed:) with no extents and a channel count)")
@@ -33,9 +35,12 @@ public struct RaggedBatch<Scalar: StorageScalar>: Sendable {
 
   /// Wraps an already packed buffer.
   /// - Parameters:
+  ///   - packed: the samples' elements, each sample in `layout`.
+  ///   - channels: C, the same for every sample.
   ///   - extents: each sample's spatial shape, 1 to 3 axes, none empty.
   ///   - offsets: each sample's first element in `packed`; nil packs the samples back to back,
   ///     in which case `packed` must hold exactly their elements.
+  ///   - layout: where the channels are in every sample.
   public init(
     packed: [Scalar], channels: Int, extents: [[Int]], offsets: [Int]? = nil, layout: Layout = .channelsFirst
   ) throws {

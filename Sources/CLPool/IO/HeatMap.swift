@@ -37,7 +37,11 @@ public enum HeatMap {
 
   /// The map rendered at the photo's size and blended over it: each pixel is
   /// (1 − alpha) · photo + alpha · viridis(heat), so the photo stays visible under the colours.
-  /// - Parameter alpha: the heat map's weight, 0 (the photo alone) to 1 (the heat map alone).
+  /// - Parameters:
+  ///   - map: a [H, W] tensor, as for `render`.
+  ///   - photo: the picture under the heat map; the result has its size.
+  ///   - alpha: the heat map's weight, 0 (the photo alone) to 1 (the heat map alone).
+  ///   - resampling: how photo pixels sample the map.
   public static func overlay(_ map: Tensor, on photo: RGBImage, alpha: Double, resampling: Resampling = .pixelCenters)
     throws -> RGBImage
   {

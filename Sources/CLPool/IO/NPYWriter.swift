@@ -14,7 +14,10 @@ extension NPY {
     private let elements: Range<Int>
     private var written = 0
 
-    /// - Parameter indices: int64 (`<i8`) elements instead of float32 (`<f4`).
+    /// - Parameters:
+    ///   - path: the output file, written through `OutputFile`.
+    ///   - shape: the array's shape, written in the header first.
+    ///   - indices: int64 (`<i8`) elements instead of float32 (`<f4`).
     public convenience init(path: String, shape: [Int], indices: Bool = false) throws {
       let file = try OutputFile(path: path)
       let header = Self.header(shape, indices)

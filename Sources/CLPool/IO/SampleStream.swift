@@ -27,6 +27,8 @@ public final class SampleStream: @unchecked Sendable {
   public var samples: Int { shape.first ?? 0 }
 
   /// - Parameters:
+  ///   - path: the .npy file; the first axis is the samples.
+  ///   - type: the storage type the chunks are converted to.
   ///   - chunkBytes: about how much one chunk holds (at least one sample).
   /// - Throws: `CLPoolError.invalidInput` for a malformed file or a rank-0 array.
   public convenience init(path: String, type: ScalarType, chunkBytes: Int = 64 << 20) throws {

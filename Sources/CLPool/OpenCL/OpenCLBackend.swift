@@ -57,10 +57,14 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   static let denseRows = 6
 
   /// - Parameters:
+  ///   - device: the device to compute on, in a context and queue of the backend's own.
+  ///   - options: output poisoning, for cross-checks.
+  ///   - kernelVariant: force the per-work-item or the work-group kernels; by default, by device type.
   ///   - buildOptions: extra options for the OpenCL compiler, appended to clpool's own
   ///     (`BuildOptions` lists what is accepted; `BackendSelection` passes `CLPOOL_BUILD_OPTIONS`).
   ///   - allocationCap: a limit below the device's own on any one buffer (`BackendSelection`
   ///     passes `CLPOOL_MAX_ALLOC_BYTES`), e.g. to leave memory to others or to test splitting.
+  ///   - cache: where built programs are kept, in memory and on disk.
   /// - Throws: `CLPoolError.openCL` if the context or queue cannot be created or a program fails
   ///   to build (the error carries the build log).
   public convenience init(

@@ -19,8 +19,10 @@ public final class ShardedBackend: Backend, @unchecked Sendable {
     zip(shards, shares).map { "\($0.device.index): \($0.deviceName) \(Int(($1 * 100).rounded()))%" }.joined(separator: ", ")
   }
 
-  /// - Parameter shares: each shard's share (nil measures them: GAP of 64 samples [512, 7, 7] on
-  ///   each device, best of three: large enough that launch overheads do not decide).
+  /// - Parameters:
+  ///   - shards: one backend per device, each batch split among them in order.
+  ///   - shares: each shard's share (nil measures them: GAP of 64 samples [512, 7, 7] on each
+  ///     device, best of three: large enough that launch overheads do not decide).
   public init(_ shards: [OpenCLBackend], shares: [Double]? = nil) throws {
     guard !shards.isEmpty else { throw CLPoolError.unavailable("no OpenCL device to shard over") }
     self.shards = shards

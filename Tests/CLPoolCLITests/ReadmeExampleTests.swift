@@ -1,32 +1,52 @@
 import Foundation
+import TestSupport
 import Testing
 
-/// The README's worked example runs as written (it needs python3 with numpy, like a user would).
+/// The README's command-line examples (each block between `<!-- example:begin -->` and
+/// `<!-- example:end -->`) run as written, each in a shell of its own. They need python3 with
+/// numpy, like a user would; the photo example also scikit-image (scripts/setup installs both,
+/// and CI must have them).
 @Suite struct ReadmeExampleTests {
-  @Test func workedExampleRuns() throws {
+  static func pythonHas(_ module: String) throws -> Bool {
+    let probe = try ClpoolRun.program(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", "import \(module)"])
+    return probe.status == 0
+  }
+
+  @Test func commandLineExamplesRun() throws {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
-    let begin = try #require(readme.range(of: "<!-- example:begin -->\n```sh\n"))
-    let end = try #require(readme.range(of: "```\n<!-- example:end -->"))
-    let script = String(readme[begin.upperBound..<end.lowerBound])
-    let numpy = Process()
-    numpy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    numpy.arguments = ["python3", "-c", "import numpy"]
-    numpy.standardError = FileHandle.nullDevice
-    try numpy.run()
-    numpy.waitUntilExit()
-    guard numpy.terminationStatus == 0 else {
-      print("note: README example skipped: python3 with numpy not found")
+    var scripts: [String] = []
+    var rest = readme[...]
+    while let begin = rest.range(of: "<!-- example:begin -->\n```sh\n"), let end = rest[begin.upperBound...].range(of: "```\n<!-- example:end -->") {
+      scripts.append(String(rest[begin.upperBound..<end.lowerBound]))
+      rest = rest[end.upperBound...]
+    }
+    #expect(scripts.count >= 3, "expected the worked, photo and top-k examples, found \(scripts.count)")
+    guard try Self.pythonHas("numpy") else {
+      #expect(!TestEnvironment.isCI, "CI needs python3 with numpy")
+      print("note: README examples skipped: python3 with numpy not found")
       return
     }
-    // The example expects the release build's folder; point it at the clpool under test.
+    let hasScikitImage = try Self.pythonHas("skimage")
+    // The examples expect the release build's folder; point them at the clpool under test.
     let path = ClpoolRun.executable.deletingLastPathComponent().path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "")
-    let shell = try ClpoolRun.program(
-      URL(fileURLWithPath: "/bin/bash"), ["-euo", "pipefail", "-c", script], environment: ["PATH": path],
-      directory: ClpoolRun.executable.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent())
-    let text = shell.stdout + shell.stderr
-    #expect(shell.status == 0, "\(text)")
-    #expect(text.contains("pool, dense and head match numpy") && text.contains("cam matches numpy"), "\(text)")
+    var output = ""
+    for script in scripts {
+      if script.contains("skimage") && !hasScikitImage {
+        #expect(!TestEnvironment.isCI, "CI needs python3 with scikit-image (scripts/setup installs it)")
+        print("note: README photo example skipped: python3 with scikit-image not found")
+        continue
+      }
+      let shell = try ClpoolRun.program(
+        URL(fileURLWithPath: "/bin/bash"), ["-euo", "pipefail", "-c", script], environment: ["PATH": path],
+        directory: ClpoolRun.executable.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent())
+      let text = shell.stdout + shell.stderr
+      #expect(shell.status == 0, "\(script.prefix(200))…\n\(text)")
+      output += text
+    }
+    #expect(output.contains("pool, dense and head match numpy") && output.contains("cam matches numpy"), "\(output)")
+    #expect(output.contains("SAMPLE  RANK  CLASS  PROBABILITY  LABEL") && output.contains("\"top\":[["), "\(output)")
+    if hasScikitImage { #expect(output.contains("\"classes\":[") && output.contains("the cat with its heat map"), "\(output)") }
   }
 }
 
@@ -61,13 +81,15 @@ import Testing
     let file = directory.appendingPathComponent("readme.swift")
     try source.write(to: file, atomically: true, encoding: .utf8)
     // The library's module sits next to clpool; its system modules' maps are in Sources/, the C
-    // target's in its build folder.
+    // targets' in their build folders.
     let build = ClpoolRun.executable.deletingLastPathComponent()
     let compiler = try ClpoolRun.program(
       URL(fileURLWithPath: "/usr/bin/env"),
       ["swiftc", "-typecheck", "-I", build.appendingPathComponent("Modules").path]
-        + ["COpenCL", "CPNG"].flatMap { ["-I", root.appendingPathComponent("Sources/\($0)").path] }
-        + ["-I", build.appendingPathComponent("CLPoolCPU.build").path, "-I", root.appendingPathComponent("Sources/CLPoolCPU/include").path]
+        + ["COpenCL", "CPNG", "CJPEG"].flatMap { ["-I", root.appendingPathComponent("Sources/\($0)").path] }
+        + ["CLPoolCPU", "CLPoolJPEG"].flatMap {
+          ["-I", build.appendingPathComponent("\($0).build").path, "-I", root.appendingPathComponent("Sources/\($0)/include").path]
+        }
         + [file.path])
     #expect(compiler.status == 0, "README Swift examples do not compile:\n\(compiler.stdout)\(compiler.stderr)")
   }

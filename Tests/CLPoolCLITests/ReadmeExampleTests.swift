@@ -50,35 +50,40 @@ import Testing
   }
 }
 
-/// The README's Swift examples compile against the library as built: every ```swift block of
-/// "Using the library", in order, inside one function whose parameters stand for the user's data.
+/// The Swift examples compile against the library as built: every ```swift block of the README's
+/// "Using the library", in order, inside one function whose parameters stand for the user's data,
+/// and likewise the blocks of each DocC article.
 @Suite struct ReadmeSwiftExamplesTests {
-  @Test func librarySnippetsTypeCheck() throws {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
-    let start = try #require(readme.range(of: "## Using the library"))
-    let section = readme[start.upperBound...]
-    let end = section.range(of: "\n## ")?.lowerBound ?? section.endIndex
+  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+  /// The ```swift blocks of `text`, but for package manifest fragments (`.package(…)`).
+  static func swiftBlocks<Text: StringProtocol>(_ text: Text) -> [String] {
     var blocks: [String] = []
-    var rest = section[..<end]
+    var rest = text[...]
     while let open = rest.range(of: "```swift\n"), let close = rest[open.upperBound...].range(of: "```") {
-      blocks.append(String(rest[open.upperBound..<close.lowerBound]))
+      let block = String(rest[open.upperBound..<close.lowerBound])
+      if !block.hasPrefix(".package") { blocks.append(block) }
       rest = rest[close.upperBound...]
     }
-    #expect(blocks.count >= 8, "expected the library section's examples, found \(blocks.count) blocks")
+    return blocks
+  }
+
+  /// Type-checks `blocks` in one function taking `parameters`; the compiler's complaint, or nil.
+  static func typeCheck(_ blocks: [String], parameters: String) throws -> String? {
     let body = blocks.joined(separator: "\n").replacingOccurrences(of: "import CLPool\n", with: "")
     let source = """
       import CLPool
-      func readmeExamples(
-        featureMaps: [Float], w: [Float], b: [Float], a: [Float], video: [Float], sample: Tensor, dz: Tensor, dy: Tensor
-      ) throws {
+      import COpenCL
+      import Foundation
+      func examples(\(parameters)) throws {
       \(body)
       }
       """
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("clpool-readme-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
-    let file = directory.appendingPathComponent("readme.swift")
+    let file = directory.appendingPathComponent("examples.swift")
     try source.write(to: file, atomically: true, encoding: .utf8)
     // The library's module sits next to clpool; its system modules' maps are in Sources/, the C
     // targets' in their build folders.
@@ -91,6 +96,36 @@ import Testing
           ["-I", build.appendingPathComponent("\($0).build").path, "-I", root.appendingPathComponent("Sources/\($0)/include").path]
         }
         + [file.path])
-    #expect(compiler.status == 0, "README Swift examples do not compile:\n\(compiler.stdout)\(compiler.stderr)")
+    return compiler.status == 0 ? nil : compiler.stdout + compiler.stderr
+  }
+
+  @Test func librarySnippetsTypeCheck() throws {
+    let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
+    let start = try #require(readme.range(of: "## Using the library"))
+    let section = readme[start.upperBound...]
+    let blocks = Self.swiftBlocks(section[..<(section.range(of: "\n## ")?.lowerBound ?? section.endIndex)])
+    #expect(blocks.count >= 8, "expected the library section's examples, found \(blocks.count) blocks")
+    let failure = try Self.typeCheck(
+      blocks, parameters: "featureMaps: [Float], w: [Float], b: [Float], a: [Float], video: [Float], sample: Tensor, dz: Tensor, dy: Tensor")
+    #expect(failure == nil, "README Swift examples do not compile:\n\(failure ?? "")")
+  }
+
+  @Test func docCArticleSnippetsTypeCheck() throws {
+    let catalog = Self.root.appendingPathComponent("Sources/CLPool/CLPool.docc")
+    let articles = try FileManager.default.contentsOfDirectory(atPath: catalog.path).filter { $0.hasSuffix(".md") }.sorted()
+    var checked = 0
+    for article in articles {
+      let blocks = Self.swiftBlocks(try String(contentsOf: catalog.appendingPathComponent(article), encoding: .utf8))
+      guard !blocks.isEmpty else { continue }
+      checked += 1
+      let failure = try Self.typeCheck(
+        blocks,
+        parameters: """
+          featureMaps: [Float], w: [Float], b: [Float], features: Tensor, weight: Tensor, myContext: cl_context, \
+          myDevice: cl_device_id, myQueue: cl_command_queue, myBuffer: cl_mem, myUploadFinished: cl_event
+          """)
+      #expect(failure == nil, "\(article): its Swift examples do not compile:\n\(failure ?? "")")
+    }
+    #expect(checked >= 3, "expected examples in the DocC articles, found \(checked) articles with some")
   }
 }

@@ -74,7 +74,9 @@ import Testing
   @Test func badUsageExitsTwoWithOneLine() throws {
     let badEnvironment = try ClpoolRun.run(["selftest"], environment: ["CLPOOL_BACKEND": "gpu"])
     #expect(badEnvironment.status == 2)
-    #expect(badEnvironment.stderr == "clpool: CLPOOL_BACKEND=gpu is not a backend; valid values: auto, cpu, opencl\n")
+    #expect(
+      badEnvironment.stderr
+        == "clpool: CLPOOL_BACKEND=gpu is not a backend; valid values: auto, cpu, opencl (see 'clpool help selftest')\n")
     let badOption = try ClpoolRun.run(["selftest", "--backend", "tpu"])
     #expect(badOption.status == 2)
     #expect(badOption.stderr.contains("--backend=tpu"))

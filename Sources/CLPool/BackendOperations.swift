@@ -93,14 +93,10 @@ extension Backend {
     let geometry = try DenseGeometry(input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
     try HostMemory.check(elements: geometry.rows, geometry.outputs, width: S.scalarType.byteWidth, what: "dense output")
     let values = try [S].computed(geometry.rows * geometry.outputs, "dense output") { out in
-      try input.scalars.withUnsafeBytes { x in
-        try weight.scalars.withUnsafeBytes { w in
-          try (bias?.scalars ?? []).withUnsafeBytes { b in
-            try dense(
-              x, shape: input.shape, weight: w, shape: weight.shape, bias: bias == nil ? nil : b, type: S.scalarType,
-              weightLayout: weightLayout, activation: activation, into: out)
-          }
-        }
+      try withProductBytes(input, weight, bias) { x, w, b in
+        try dense(
+          x, shape: input.shape, weight: w, shape: weight.shape, bias: b, type: S.scalarType, weightLayout: weightLayout,
+          activation: activation, into: out)
       }
     }
     return try TypedTensor(shape: geometry.outputShape, scalars: values)
@@ -130,14 +126,10 @@ extension Backend {
     let (_, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
     try HostMemory.check(elements: geometry.rows, geometry.outputs, width: S.scalarType.byteWidth, what: "head output")
     let values = try [S].computed(geometry.rows * geometry.outputs, "head output") { out in
-      try features.scalars.withUnsafeBytes { x in
-        try weight.scalars.withUnsafeBytes { w in
-          try (bias?.scalars ?? []).withUnsafeBytes { b in
-            try head(
-              x, shape: features.shape, layout: layout, weight: w, shape: weight.shape, bias: bias == nil ? nil : b,
-              type: S.scalarType, weightLayout: weightLayout, activation: activation, into: out)
-          }
-        }
+      try withProductBytes(features, weight, bias) { x, w, b in
+        try head(
+          x, shape: features.shape, layout: layout, weight: w, shape: weight.shape, bias: b, type: S.scalarType,
+          weightLayout: weightLayout, activation: activation, into: out)
       }
     }
     return try TypedTensor(shape: geometry.outputShape, scalars: values)
@@ -330,5 +322,17 @@ extension Backend {
     }
     let (height, width) = layout == .channelsFirst ? (sampleShape[1], sampleShape[2]) : (sampleShape[0], sampleShape[1])
     return try Tensor(shape: [classIndices.count, height, width], scalars: maps)
+  }
+}
+
+/// The bytes of a product's operands, for the tensor forms of dense and head (nil: no bias).
+private func withProductBytes<S: StorageScalar, R>(
+  _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?,
+  _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer?) throws -> R
+) rethrows -> R {
+  try input.scalars.withUnsafeBytes { x in
+    try weight.scalars.withUnsafeBytes { w in
+      try (bias?.scalars ?? []).withUnsafeBytes { b in try body(x, w, bias == nil ? nil : b) }
+    }
   }
 }

@@ -74,6 +74,8 @@ def _library_path():
 def _lib():
     """The C library, loaded on first use with every function's signature declared."""
     global _library
+    if _library is not None:  # every call comes here: no lock once loaded
+        return _library
     with _library_lock:
         if _library is None:
             library = ctypes.CDLL(_library_path())
@@ -126,6 +128,10 @@ def _computation_type(x):
 
 def _prepared(array, dtype):
     """`array` itself when clpool can read it in place; else its one contiguous copy in `dtype`."""
+    if type(array) is np.ndarray and array.dtype == dtype:
+        flags = array.flags
+        if flags.c_contiguous and flags.aligned:  # the common case, checked without np.require's cost
+            return array
     return np.require(array, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
 
 

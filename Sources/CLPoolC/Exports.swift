@@ -25,7 +25,7 @@ public func backendDestroy(_ backend: OpaquePointer?) {
 }
 
 @c(clpool_backend_label)
-public func backendLabel(_ backend: OpaquePointer?) -> UnsafePointer<CChar>? {
+public func backendLabel(_ backend: OpaquePointer?) -> UnsafePointer<CChar> {
   guard let handle = try? BackendHandle.from(backend) else { return StaticString("").cString }
   return UnsafePointer(handle.label)
 }
@@ -55,8 +55,8 @@ private func pool(
   let shape = try Argument.shape(shape, rank: rank, "the pooling input")
   let geometry = try PoolGeometry(shape: shape, layout: layout)
   let positions = try indices.map { pointer in
-    let bytes = try Argument.bytes(pointer, elements: geometry.planes, width: 8, "the indices")
-    return UnsafeMutableBufferPointer(start: UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: Int64.self)), count: geometry.planes)
+    _ = try Argument.bytes(pointer, elements: geometry.planes, width: 8, "the indices")  // alignment
+    return UnsafeMutableBufferPointer(start: pointer, count: geometry.planes)
   }
   try handle.backend.globalPool(
     try Argument.input(input, shape, type, "the pooling input"), type: type, shape: shape, layout: layout,

@@ -240,6 +240,13 @@ static void check_errors(void) {
                "negative", "negative dimension");
   expect_error(clpool_global_max_pool(backend, CLPOOL_FLOAT32, x, huge, 4, CLPOOL_CHANNELS_FIRST, y, NULL), CLPOOL_ERROR_INVALID_ARGUMENT,
                "more elements", "overflowing shape");
+  /* A 2^40-plane output is refused before anything is read or allocated. */
+  int64_t vast[3] = {1, (int64_t)1 << 40, 1};
+  expect_error(clpool_global_avg_pool(backend, CLPOOL_FLOAT32, x, vast, 3, CLPOOL_CHANNELS_FIRST, y), CLPOOL_ERROR_OUT_OF_MEMORY,
+               "more than this host's memory", "vast output");
+  int64_t unaddressable[3] = {1, 1, (int64_t)1 << 61};
+  expect_error(clpool_global_avg_pool(backend, CLPOOL_FLOAT64, x, unaddressable, 3, CLPOOL_CHANNELS_FIRST, y),
+               CLPOOL_ERROR_OUT_OF_MEMORY, "more bytes than memory can address", "unaddressable input");
   expect_error(clpool_global_avg_pool(backend, CLPOOL_FLOAT32, x, empty, 4, CLPOOL_CHANNELS_FIRST, y), CLPOOL_ERROR_INVALID_ARGUMENT,
                "empty spatial extent", "empty plane");
   expect_error(clpool_global_avg_pool(backend, CLPOOL_FLOAT32, NULL, good, 4, CLPOOL_CHANNELS_FIRST, y), CLPOOL_ERROR_INVALID_ARGUMENT,

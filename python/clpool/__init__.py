@@ -211,24 +211,24 @@ class Backend:
     def global_avg_pool(self, x, layout="nchw", keepdims=False):
         """Mean over the spatial axes of x [N,C,...] (or [N,...,C]): [N,C], or the input's rank
         with the spatial axes as 1s when keepdims."""
-        return self._pool(_lib().clpool_global_avg_pool, x, layout, keepdims, False)
+        return self._pool("avg", x, layout, keepdims, False)
 
     def global_max_pool(self, x, layout="nchw", keepdims=False, return_indices=False):
         """Maximum over the spatial axes (NaN when a plane has one); with return_indices also the
         flat spatial position of each plane's first maximum (first NaN), int64 [N,C]."""
-        return self._pool(_lib().clpool_global_max_pool, x, layout, keepdims, return_indices)
+        return self._pool("max", x, layout, keepdims, return_indices)
 
-    def _pool(self, function, x, layout, keepdims, return_indices):
+    def _pool(self, operation, x, layout, keepdims, return_indices):
         layout = _choice(_LAYOUTS, layout, "layout")
         x = _prepared(x, _computation_type(x))
-        shape, rank = _shape(x)
         planes = _pooled_shape(x.shape, layout)
         values = _output(planes, x.dtype)
-        arguments = [self.handle, _TYPES[x.dtype], _pointer(x), shape, rank, layout, _pointer(values)]
         indices = _output(planes, np.int64) if return_indices else None
-        if function is _lib().clpool_global_max_pool:
-            arguments.append(_pointer(indices))
-        _check(function(*arguments))
+        arguments = (self.handle, _TYPES[x.dtype], _pointer(x), *_shape(x), layout, _pointer(values))
+        if operation == "avg":
+            _check(_lib().clpool_global_avg_pool(*arguments))
+        else:
+            _check(_lib().clpool_global_max_pool(*arguments, _pointer(indices)))
         if keepdims:
             values = values.reshape(_kept_shape(x.shape, layout))
         return (values, indices) if return_indices else values

@@ -7,8 +7,9 @@ and the array is passed without a copy.
 
   make python && python3 bench/python_call.py [--backend cpu opencl] [--check]
 
-Swift and Python are timed in alternating rounds; the table gives the median and minimum
-microseconds per call and, against Swift, the median of the rounds' ratios. --check exits 1 when
+Single calls are timed, in Swift (by `clpool bench`) and in Python, in alternating rounds; the
+table gives the median and minimum microseconds per call and, against Swift, the median of the
+rounds' ratios of medians. --check exits 1 when
 a backend misses the target.
 """
 import argparse
@@ -33,19 +34,16 @@ TARGET = 2.0
 
 
 def python_call(backend, x, seconds):
-    """Median and minimum seconds per call, over rounds of enough calls to last ~10 ms."""
+    """Median and minimum seconds of single calls after warm-up, each timed on its own as
+    `clpool bench` times the Swift call."""
     for _ in range(50):
         backend.global_avg_pool(x)
-    start = time.perf_counter()
-    backend.global_avg_pool(x)
-    per_round = max(1, int(0.01 / max(time.perf_counter() - start, 1e-7)))
-    rounds, deadline = [], time.perf_counter() + seconds
-    while len(rounds) < 20 or time.perf_counter() < deadline:
+    times, deadline = [], time.perf_counter() + seconds
+    while len(times) < 100 or (time.perf_counter() < deadline and len(times) < 100_000):
         start = time.perf_counter()
-        for _ in range(per_round):
-            backend.global_avg_pool(x)
-        rounds.append((time.perf_counter() - start) / per_round)
-    return statistics.median(rounds), min(rounds)
+        backend.global_avg_pool(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times)
 
 
 def swift_call(clpool_binary, kind, seconds):

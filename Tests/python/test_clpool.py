@@ -165,6 +165,14 @@ def test_contiguous_arrays_are_not_copied_and_others_are_once():
     assert np.array_equal(clpool.global_avg_pool(view), clpool.global_avg_pool(copy))
 
 
+def test_read_only_and_empty_arrays():
+    x = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
+    x.flags.writeable = False
+    assert np.array_equal(clpool.global_avg_pool(x), [[5.5, 17.5]])
+    assert clpool.global_avg_pool(np.zeros((0, 3, 2, 2), np.float32)).shape == (0, 3)
+    assert clpool.dense(np.zeros((0, 3)), np.zeros((3, 2))).shape == (0, 2)
+
+
 def test_integer_inputs_compute_in_float32():
     got = clpool.global_avg_pool(np.arange(8).reshape(1, 2, 4))
     assert got.dtype == np.float32 and np.array_equal(got, [[1.5, 5.5]])

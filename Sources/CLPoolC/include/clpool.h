@@ -53,7 +53,7 @@ typedef struct clpool_backend clpool_backend;
 int clpool_backend_create(const char *backend, const char *device, clpool_backend **out);
 /* Frees a backend; NULL is ignored. */
 void clpool_backend_destroy(clpool_backend *backend);
-/* "cpu: <processor>" or "opencl: <device> (<platform>)"; valid while the backend lives. */
+/* "cpu: <processor>" or "opencl: <device> (<platform>)", valid while the backend lives ("" for NULL). */
 const char *clpool_backend_label(const clpool_backend *backend);
 
 /* Global average pooling: input [N,C,spatial...] (channels-first) or [N,spatial...,C]

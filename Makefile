@@ -1,10 +1,12 @@
 # The two commands the README gives; each installs what is missing first.
 #   make selftest   build clpool and cross-check every operation on every backend
 #   make test       lint the kernels, run the test suite, and selftest every OpenCL implementation
+#   make python     build libclpool-c.so, after which `PYTHONPATH=python python3 -c "import clpool"` works
 
 SWIFT_BUILD_FLAGS ?= -c release
+PYTHON ?= python3
 
-.PHONY: setup build selftest lint test gpu-bundle clean
+.PHONY: setup build selftest lint python python-deps test gpu-bundle clean
 
 setup:
 	@scripts/setup
@@ -18,9 +20,18 @@ selftest: build
 lint: setup
 	scripts/lint-kernels
 
-test: lint
+# The C ABI's library, which the Python module (python/clpool) and the C ABI tests load.
+python: setup
+	swift build $(SWIFT_BUILD_FLAGS) --product clpool-c
+
+# numpy and pytest for Tests/python, through pip when python3 lacks them.
+python-deps:
+	@$(PYTHON) -c "import numpy, pytest" 2>/dev/null || $(PYTHON) -m pip install -q numpy pytest
+
+test: lint python python-deps
 	swift build $(SWIFT_BUILD_FLAGS) --product clpool
 	swift test $(SWIFT_BUILD_FLAGS)
+	$(PYTHON) -m pytest -q -rs Tests/python
 	scripts/check-drivers
 	scripts/gpu-bundle --no-pack
 	scripts/gpu-check --dry-run

@@ -2,10 +2,12 @@
 #   make selftest   build clpool and cross-check every operation on every backend
 #   make test       lint the kernels, build the documentation, run the test suite, and selftest
 #                   every OpenCL implementation
+#   make python     build libclpool-c.so, after which `PYTHONPATH=python python3 -c "import clpool"` works
 
 SWIFT_BUILD_FLAGS ?= -c release
+PYTHON ?= python3
 
-.PHONY: setup build selftest lint docs test gpu-bundle clean
+.PHONY: setup build selftest lint docs python python-deps test gpu-bundle clean
 
 setup:
 	@scripts/setup
@@ -23,9 +25,18 @@ lint: setup
 docs: setup
 	swift package generate-documentation --target CLPool --warnings-as-errors
 
-test: lint docs
+# The C ABI's library, which the Python module (python/clpool) and the C ABI tests load.
+python: setup
+	swift build $(SWIFT_BUILD_FLAGS) --product clpool-c
+
+# numpy and pytest for Tests/python, through pip when python3 lacks them.
+python-deps:
+	@$(PYTHON) -c "import numpy, pytest" 2>/dev/null || $(PYTHON) -m pip install -q numpy pytest
+
+test: lint docs python python-deps
 	swift build $(SWIFT_BUILD_FLAGS) --product clpool
 	swift test $(SWIFT_BUILD_FLAGS)
+	$(PYTHON) -m pytest -q -rs Tests/python
 	scripts/check-drivers
 	scripts/gpu-bundle --no-pack
 	scripts/gpu-check --dry-run

@@ -10,6 +10,8 @@ import PackageDescription
 let products: [Product] = [
   .library(name: "CLPool", targets: ["CLPool"]),
   .executable(name: "clpool", targets: ["CLPoolCLI"]),
+  // The C ABI (Sources/CLPoolC/include/clpool.h) as libclpool-c.so, which the Python module loads.
+  .library(name: "clpool-c", type: .dynamic, targets: ["CLPoolC"]),
 ]
 
 // MARK: - Implementation details
@@ -58,6 +60,9 @@ let libraryTargets: [Target] = [
       .embedInCode("../../Kernels/head.cl"),
     ]
   ),
+  // Swift functions exported with @c behind a hand-written header; the header is for C callers
+  // (and the tests), not a module of this package.
+  .target(name: "CLPoolC", dependencies: ["CLPool"], exclude: ["include"]),
   .executableTarget(
     name: "CLPoolCLI",
     dependencies: [

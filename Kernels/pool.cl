@@ -367,23 +367,38 @@ __kernel void gmp_rows_wg(__global const real *x, __global real *out, __global l
 
 /* ------------------------------------------------- channels-last */
 
+/* What work-item (g, b) of a channels-last kernel reduces: channels [c0, c0 + lanes) of sample n
+ * over positions [begin, begin + length) (its chunk). False for the work-items past the edges. */
+typedef struct {
+  ulong n, chunk, c0, lanes, begin, length;
+} channel_chunk;
+
+bool channel_chunk_of(ulong batch, ulong channels, ulong spatial, ulong chunk_len, uint chunks,
+                      channel_chunk *w) {
+  w->c0 = get_global_id(0) * VEC;
+  ulong sample_chunk = get_global_id(1);
+  if (w->c0 >= channels || sample_chunk >= batch * chunks) return false;
+  w->n = sample_chunk / chunks;
+  w->chunk = sample_chunk % chunks;
+  w->begin = w->chunk * chunk_len;
+  w->lanes = min((ulong)VEC, channels - w->c0);
+  w->length = min(chunk_len, spatial - w->begin);
+  return true;
+}
+
 /* Launch: 2-D, global size (>= ceil(channels / 8), >= batch * chunks). Work-item (g, b) reduces
  * channels [8g, 8g + 8) of sample b / chunks over spatial positions of chunk b % chunks; output
  * slots are (n * channels + c) * chunks + chunk, as for the row kernels. */
 __kernel void gap_channels_last(__global const real *x, __global real *out,
                                 __global acc_t *partial, ulong batch, ulong channels,
                                 ulong spatial, ulong chunk_len, uint chunks) {
-  ulong c0 = get_global_id(0) * VEC;
-  ulong sample_chunk = get_global_id(1);
-  if (c0 >= channels || sample_chunk >= batch * chunks) return;
-  ulong n = sample_chunk / chunks, chunk = sample_chunk % chunks;
-  ulong begin = chunk * chunk_len;
-  ulong lanes = min((ulong)VEC, channels - c0);
-  __global const real *plane = x + n * spatial * channels + c0;
+  channel_chunk w;
+  if (!channel_chunk_of(batch, channels, spatial, chunk_len, chunks, &w)) return;
+  __global const real *plane = x + w.n * spatial * channels + w.c0;
   acc_t sums[VEC];
-  sum_channel_group(plane + begin * channels, min(chunk_len, spatial - begin), channels, lanes, sums);
-  for (ulong j = 0; j < lanes; ++j)
-    store_sum(out, partial, ((n * channels) + c0 + j) * chunks + chunk, sums[j], chunks,
+  sum_channel_group(plane + w.begin * channels, w.length, channels, w.lanes, sums);
+  for (ulong j = 0; j < w.lanes; ++j)
+    store_sum(out, partial, ((w.n * channels) + w.c0 + j) * chunks + w.chunk, sums[j], chunks,
               plane + j, spatial, channels);
 }
 
@@ -391,20 +406,16 @@ __kernel void gap_channels_last(__global const real *x, __global real *out,
 __kernel void gmp_channels_last(__global const real *x, __global real *out,
                                 __global long *indices, ulong batch, ulong channels,
                                 ulong spatial, ulong chunk_len, uint chunks) {
-  ulong c0 = get_global_id(0) * VEC;
-  ulong sample_chunk = get_global_id(1);
-  if (c0 >= channels || sample_chunk >= batch * chunks) return;
-  ulong n = sample_chunk / chunks, chunk = sample_chunk % chunks;
-  ulong begin = chunk * chunk_len;
-  ulong lanes = min((ulong)VEC, channels - c0);
+  channel_chunk w;
+  if (!channel_chunk_of(batch, channels, spatial, chunk_len, chunks, &w)) return;
   acc_t maxima[VEC];
   long positions[VEC];
-  max_channel_group(x + (n * spatial + begin) * channels + c0, min(chunk_len, spatial - begin),
-                    channels, lanes, maxima, positions);
-  for (ulong j = 0; j < lanes; ++j) {
-    ulong slot = ((n * channels) + c0 + j) * chunks + chunk;
+  max_channel_group(x + (w.n * spatial + w.begin) * channels + w.c0, w.length, channels, w.lanes,
+                    maxima, positions);
+  for (ulong j = 0; j < w.lanes; ++j) {
+    ulong slot = ((w.n * channels) + w.c0 + j) * chunks + w.chunk;
     STORE(maxima[j], slot, out);
-    if (indices) indices[slot] = (long)begin + positions[j];
+    if (indices) indices[slot] = (long)w.begin + positions[j];
   }
 }
 

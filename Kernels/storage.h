@@ -34,8 +34,8 @@ typedef long8 mask8_t;
 #define LOAD(i, p) ((acc_t)(p)[i])
 #define LOAD8(i, p) vload8((i), (p))
 #define STORE(v, i, p) ((p)[i] = (real)(v))
-#elif defined(STORAGE_HALF)
-typedef half real;
+#else
+/* half and float storage: float arithmetic */
 typedef float acc_t;
 typedef float2 acc2_t;
 typedef float4 acc4_t;
@@ -43,21 +43,17 @@ typedef float8 acc8_t;
 typedef int8 mask8_t;
 #define INDEX_MASK8(m) (m)
 #define ACC_MAX FLT_MAX
+#if defined(STORAGE_HALF)
+typedef half real;
 #define LOAD(i, p) vload_half((size_t)(i), (p))
 #define LOAD8(i, p) vload_half8((size_t)(i), (p))
 #define STORE(v, i, p) vstore_half_rte((v), (size_t)(i), (p))
 #else
 typedef float real;
-typedef float acc_t;
-typedef float2 acc2_t;
-typedef float4 acc4_t;
-typedef float8 acc8_t;
-typedef int8 mask8_t;
-#define INDEX_MASK8(m) (m)
-#define ACC_MAX FLT_MAX
 #define LOAD(i, p) ((acc_t)(p)[i])
 #define LOAD8(i, p) vload8((i), (p))
 #define STORE(v, i, p) ((p)[i] = (real)(v))
+#endif
 #endif
 
 #endif /* CLPOOL_STORAGE_H */

@@ -93,14 +93,10 @@ extension Backend {
     let geometry = try DenseGeometry(input: input.shape, weight: weight.shape, bias: bias?.shape, weightLayout: weightLayout)
     try HostMemory.check(elements: geometry.rows, geometry.outputs, width: S.scalarType.byteWidth, what: "dense output")
     let values = try [S].computed(geometry.rows * geometry.outputs, "dense output") { out in
-      try input.scalars.withUnsafeBytes { x in
-        try weight.scalars.withUnsafeBytes { w in
-          try (bias?.scalars ?? []).withUnsafeBytes { b in
-            try dense(
-              x, shape: input.shape, weight: w, shape: weight.shape, bias: bias == nil ? nil : b, type: S.scalarType,
-              weightLayout: weightLayout, activation: activation, into: out)
-          }
-        }
+      try withProductBytes(input, weight, bias) { x, w, b in
+        try dense(
+          x, shape: input.shape, weight: w, shape: weight.shape, bias: b, type: S.scalarType, weightLayout: weightLayout,
+          activation: activation, into: out)
       }
     }
     return try TypedTensor(shape: geometry.outputShape, scalars: values)
@@ -130,14 +126,10 @@ extension Backend {
     let (_, geometry) = try headGeometry(features.shape, layout, weight.shape, bias?.shape, weightLayout)
     try HostMemory.check(elements: geometry.rows, geometry.outputs, width: S.scalarType.byteWidth, what: "head output")
     let values = try [S].computed(geometry.rows * geometry.outputs, "head output") { out in
-      try features.scalars.withUnsafeBytes { x in
-        try weight.scalars.withUnsafeBytes { w in
-          try (bias?.scalars ?? []).withUnsafeBytes { b in
-            try head(
-              x, shape: features.shape, layout: layout, weight: w, shape: weight.shape, bias: bias == nil ? nil : b,
-              type: S.scalarType, weightLayout: weightLayout, activation: activation, into: out)
-          }
-        }
+      try withProductBytes(features, weight, bias) { x, w, b in
+        try head(
+          x, shape: features.shape, layout: layout, weight: w, shape: weight.shape, bias: b, type: S.scalarType,
+          weightLayout: weightLayout, activation: activation, into: out)
       }
     }
     return try TypedTensor(shape: geometry.outputShape, scalars: values)
@@ -280,38 +272,17 @@ extension Backend {
     _ features: Tensor, layout: Layout = .channelsFirst, weight: Tensor,
     weightLayout: WeightLayout = .inOut, classIndex: Int
   ) throws -> Tensor {
-    var shape = features.shape
-    if shape.count == 4 {
-      guard shape[0] == 1 else {
-        throw CLPoolError.invalidShape(
-          "a class activation map takes one sample ([C,H,W] or [1,C,H,W]), got batch \(shape[0]) in \(Tensor.describe(shape))")
+    let geometry = try MapGeometry(features: features.shape, layout: layout, weight: weight.shape, weightLayout: weightLayout)
+    let map = try [Float].computed(geometry.positions, "class activation map") { out in
+      try features.scalars.withUnsafeBytes { x in
+        try weight.scalars.withUnsafeBytes { w in
+          try classActivationMap(
+            x, shape: features.shape, layout: layout, weight: w, shape: weight.shape, type: .float32,
+            weightLayout: weightLayout, classIndex: classIndex, into: out)
+        }
       }
-      shape.removeFirst()
     }
-    guard shape.count == 3 else {
-      throw CLPoolError.invalidShape(
-        "a class activation map takes [C,H,W] or [1,C,H,W] features (channels-last: [H,W,C]), got \(Tensor.describe(features.shape))")
-    }
-    let channels = layout == .channelsFirst ? shape[0] : shape[2]
-    let (height, width) = layout == .channelsFirst ? (shape[1], shape[2]) : (shape[0], shape[1])
-    guard height > 0, width > 0 else {
-      throw CLPoolError.invalidShape("a class activation map needs a non-empty spatial extent, got \(Tensor.describe(features.shape))")
-    }
-    let geometry = try DenseGeometry(input: [1, channels], weight: weight.shape, bias: nil, weightLayout: weightLayout)
-    guard (0..<geometry.outputs).contains(classIndex) else {
-      throw CLPoolError.invalidArgument("class \(classIndex) is out of range: the weight has \(geometry.outputs) classes (0...\(geometry.outputs - 1))")
-    }
-    let column = (0..<channels).map {
-      weightLayout == .inOut ? weight.scalars[$0 * geometry.outputs + classIndex] : weight.scalars[classIndex * channels + $0]
-    }
-    let positions = height * width
-    let map =
-      layout == .channelsFirst
-      // [1, C] · [C, H·W]: the class's weights against every position.
-      ? try dense(try Tensor(shape: [1, channels], scalars: column), weight: try Tensor(shape: [channels, positions], scalars: features.scalars))
-      // [H·W, C] · [C, 1].
-      : try dense(try Tensor(shape: [positions, channels], scalars: features.scalars), weight: try Tensor(shape: [channels, 1], scalars: column))
-    return try map.reshaped([height, width])
+    return try Tensor(shape: [geometry.height, geometry.width], scalars: map)
   }
 
   /// Class activation maps of a batch: sample n's map for class `classIndices[n]`, [N, H, W].
@@ -338,5 +309,17 @@ extension Backend {
     }
     let (height, width) = layout == .channelsFirst ? (sampleShape[1], sampleShape[2]) : (sampleShape[0], sampleShape[1])
     return try Tensor(shape: [classIndices.count, height, width], scalars: maps)
+  }
+}
+
+/// The bytes of a product's operands, for the tensor forms of dense and head (nil: no bias).
+private func withProductBytes<S: StorageScalar, R>(
+  _ input: TypedTensor<S>, _ weight: TypedTensor<S>, _ bias: TypedTensor<S>?,
+  _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer?) throws -> R
+) rethrows -> R {
+  try input.scalars.withUnsafeBytes { x in
+    try weight.scalars.withUnsafeBytes { w in
+      try (bias?.scalars ?? []).withUnsafeBytes { b in try body(x, w, bias == nil ? nil : b) }
+    }
   }
 }

@@ -205,8 +205,10 @@ import Testing
     let scratch = try Scratch()
     let (_, path, _, _) = try Self.inputs(scratch, layout: .channelsFirst)
     let before = try scratch.files()
+    // The last: --top prints every sample's ranking, which one rank alone does not have.
     for arguments in [["pool", scratch.path("missing.npy"), "-o", scratch.path("y.npy")], ["pool", path, "-o", "/dev/null"],
-                      ["head", path, "--weight", path, "-o", scratch.path("y.npy")]] {
+                      ["head", path, "--weight", path, "-o", scratch.path("y.npy")],
+                      ["head", path, "--weight", scratch.path("w.npy"), "-o", scratch.path("y.npy"), "--top", "1"]] {
       let run = try ClpoolRun.program(URL(fileURLWithPath: mpirun), Self.mpiLauncher + [ClpoolRun.executable.path] + arguments)
       let lines = run.stderr.split(separator: "\n").filter { $0.hasPrefix("clpool: ") }
       #expect(run.status == 2, "\(arguments): status \(run.status)")

@@ -63,10 +63,7 @@ public enum HeatMap {
     guard map.rank == 2, map.count > 0 else {
       throw CLPoolError.invalidShape("a heat map needs a non-empty [H,W] map, got \(Tensor.describe(map.shape))")
     }
-    guard width > 0, height > 0, width <= RGBImage.maximumSide, height <= RGBImage.maximumSide else {
-      throw CLPoolError.invalidArgument(
-        "image size \(width)x\(height) is outside 1x1...\(RGBImage.maximumSide)x\(RGBImage.maximumSide)")
-    }
+    try RGBImage.checkSide(width, height)
     let (rows, columns) = (map.shape[0], map.shape[1])
     let finite = map.scalars.filter(\.isFinite)
     let low = Double(finite.min() ?? 0)

@@ -17,10 +17,7 @@ public struct RGBImage: Equatable, Sendable {
   public static let maximumPixels = 1 << 26
 
   public init(width: Int, height: Int, pixels: [UInt8]) throws {
-    guard width > 0, height > 0, width <= Self.maximumSide, height <= Self.maximumSide else {
-      throw CLPoolError.invalidArgument(
-        "image size \(width)x\(height) is outside 1x1...\(Self.maximumSide)x\(Self.maximumSide)")
-    }
+    try Self.checkSide(width, height)
     guard pixels.count == width * height * 3 else {
       throw CLPoolError.invalidArgument("a \(width)x\(height) RGB image has \(width * height * 3) bytes, got \(pixels.count)")
     }
@@ -47,6 +44,13 @@ public struct RGBImage: Equatable, Sendable {
       throw ImageError("not a PNG or JPEG file")
     } catch let error as ImageError {
       throw CLPoolError.invalidInput("\(url.relativePath): \(error.message)")
+    }
+  }
+
+  /// Throws `invalidArgument` unless a picture of `width`×`height` is within 1...`maximumSide`.
+  static func checkSide(_ width: Int, _ height: Int) throws {
+    guard width > 0, height > 0, width <= maximumSide, height <= maximumSide else {
+      throw CLPoolError.invalidArgument("image size \(width)x\(height) is outside 1x1...\(maximumSide)x\(maximumSide)")
     }
   }
 

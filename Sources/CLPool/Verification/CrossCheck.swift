@@ -108,13 +108,16 @@ public enum CrossCheck {
   }
 
   /// Relative Frobenius error over the finite reference elements; an output is NaN exactly where
-  /// the reference is.
-  public static func dense<S: BinaryFloatingPoint>(_ output: [S], reference: [Double], type: ScalarType = .float32)
-    -> CheckOutcome
-  {
+  /// the reference is. With `magnitudes` (each output's Σ|w|·|x|), the error is relative to their
+  /// norm instead of the reference's: the bound a dot product of few terms can keep when its
+  /// terms cancel (a 3-channel map whose value is near 0), where ‖ref‖ would demand more than
+  /// float32 has.
+  public static func dense<S: BinaryFloatingPoint>(
+    _ output: [S], reference: [Double], magnitudes: [Double]? = nil, type: ScalarType = .float32
+  ) -> CheckOutcome {
     let tolerance = denseTolerance(type)
     var outcome = CheckOutcome(maxError: 0, tolerance: tolerance, mismatch: nil)
-    guard output.count == reference.count else {
+    guard output.count == reference.count, magnitudes.map({ $0.count == reference.count }) ?? true else {
       outcome.mismatch = "\(output.count) outputs, expected \(reference.count)"
       return outcome
     }
@@ -129,7 +132,8 @@ public enum CrossCheck {
         continue
       }
       differenceSquares += (value - expected) * (value - expected)
-      referenceSquares += expected * expected
+      let scale = magnitudes?[i] ?? expected
+      referenceSquares += scale * scale
     }
     outcome.maxError =
       referenceSquares > 0

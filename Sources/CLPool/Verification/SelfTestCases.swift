@@ -175,18 +175,22 @@ extension SelfTestCase {
       let weight = try TestData.uniform(weightLayout == .inOut ? [c, m] : [m, c], in: -1..<1, random: &random)
       let classes = (0..<n).map { _ in Int(random.next() % UInt64(m)) }
       let sampleCount = c * h * w
-      let reference = classes.enumerated().flatMap { sample, k in
-        Float64Reference.classActivationMap(
-          Array(features.scalars[(sample * sampleCount)..<((sample + 1) * sampleCount)]), channels: c, layout: layout,
-          weight: weight.scalars, weightLayout: weightLayout, classes: m, classIndex: k)
+      func referenceMaps(_ x: [Float], _ w: [Float]) -> [Double] {
+        classes.enumerated().flatMap { sample, k in
+          Float64Reference.classActivationMap(
+            Array(x[(sample * sampleCount)..<((sample + 1) * sampleCount)]), channels: c, layout: layout, weight: w,
+            weightLayout: weightLayout, classes: m, classIndex: k)
+        }
       }
+      let reference = referenceMaps(features.scalars, weight.scalars)
+      let magnitudes = referenceMaps(features.scalars.map(\.magnitude), weight.scalars.map(\.magnitude))
       let sample = samples == nil ? try features.reshaped(Array(features.shape.dropFirst())) : features
       return { backend in
         let maps =
           samples == nil
           ? try backend.classActivationMap(sample, layout: layout, weight: weight, weightLayout: weightLayout, classIndex: classes[0])
           : try backend.classActivationMaps(features, layout: layout, weight: weight, weightLayout: weightLayout, classIndices: classes)
-        return CrossCheck.dense(maps.scalars, reference: reference)
+        return CrossCheck.dense(maps.scalars, reference: reference, magnitudes: magnitudes)
       }
     }
   }

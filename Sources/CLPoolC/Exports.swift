@@ -71,18 +71,14 @@ public func dense(
   _ weightLayout: Int32, _ bias: UnsafeRawPointer?, _ activation: Int32, _ output: UnsafeMutableRawPointer?
 ) -> Int32 {
   boundary {
-    let handle = try BackendHandle.from(backend)
-    let type = try Argument.type(type), weightLayout = try Argument.weightLayout(weightLayout)
-    let activation = try Argument.activation(activation)
+    let product = try ProductArguments("dense", backend, type, weightShape, weightRank, weightLayout, activation)
     let inputShape = try Argument.shape(inputShape, rank: inputRank, "the dense input")
-    let weightShape = try Argument.shape(weightShape, rank: weightRank, "the dense weight")
-    let geometry = try DenseGeometry(input: inputShape, weight: weightShape, bias: nil, weightLayout: weightLayout)
-    try handle.backend.dense(
-      try Argument.input(input, inputShape, type, "the dense input"), shape: inputShape,
-      weight: try Argument.input(weight, weightShape, type, "the dense weight"), shape: weightShape,
-      bias: try bias.map { try Argument.input($0, [geometry.outputs], type, "the dense bias") }, type: type,
-      weightLayout: weightLayout, activation: activation,
-      into: try Argument.output(output, elements: geometry.rows * geometry.outputs, type, "the dense output"))
+    let geometry = try DenseGeometry(input: inputShape, weight: product.weightShape, bias: nil, weightLayout: product.weightLayout)
+    try product.handle.backend.dense(
+      try Argument.input(input, inputShape, product.type, "the dense input"), shape: inputShape,
+      weight: try product.weight(weight), shape: product.weightShape, bias: try product.bias(bias, geometry),
+      type: product.type, weightLayout: product.weightLayout, activation: product.activation,
+      into: try product.output(output, geometry))
   }
 }
 
@@ -93,18 +89,50 @@ public func head(
   _ weightLayout: Int32, _ bias: UnsafeRawPointer?, _ activation: Int32, _ output: UnsafeMutableRawPointer?
 ) -> Int32 {
   boundary {
-    let handle = try BackendHandle.from(backend)
-    let type = try Argument.type(type), layout = try Argument.layout(layout)
-    let weightLayout = try Argument.weightLayout(weightLayout), activation = try Argument.activation(activation)
+    let product = try ProductArguments("head", backend, type, weightShape, weightRank, weightLayout, activation)
+    let layout = try Argument.layout(layout)
     let shape = try Argument.shape(shape, rank: rank, "the head features")
-    let weightShape = try Argument.shape(weightShape, rank: weightRank, "the head weight")
-    let (_, geometry) = try headGeometry(shape, layout, weightShape, nil, weightLayout)
-    try handle.backend.head(
-      try Argument.input(features, shape, type, "the head features"), shape: shape, layout: layout,
-      weight: try Argument.input(weight, weightShape, type, "the head weight"), shape: weightShape,
-      bias: try bias.map { try Argument.input($0, [geometry.outputs], type, "the head bias") }, type: type,
-      weightLayout: weightLayout, activation: activation,
-      into: try Argument.output(output, elements: geometry.rows * geometry.outputs, type, "the head output"))
+    let (_, geometry) = try headGeometry(shape, layout, product.weightShape, nil, product.weightLayout)
+    try product.handle.backend.head(
+      try Argument.input(features, shape, product.type, "the head features"), shape: shape, layout: layout,
+      weight: try product.weight(weight), shape: product.weightShape, bias: try product.bias(bias, geometry),
+      type: product.type, weightLayout: product.weightLayout, activation: product.activation,
+      into: try product.output(output, geometry))
+  }
+}
+
+/// What clpool_dense and clpool_head read alike: the backend, the storage type, the weight's shape
+/// and layout, the activation; the weight, bias and output buffers, checked against the product.
+private struct ProductArguments {
+  let operation: String
+  let handle: BackendHandle
+  let type: ScalarType
+  let weightShape: [Int]
+  let weightLayout: WeightLayout
+  let activation: Activation
+
+  init(
+    _ operation: String, _ backend: OpaquePointer?, _ type: Int32, _ weightShape: UnsafePointer<Int64>?, _ weightRank: Int32,
+    _ weightLayout: Int32, _ activation: Int32
+  ) throws {
+    self.operation = operation
+    handle = try BackendHandle.from(backend)
+    self.type = try Argument.type(type)
+    self.weightLayout = try Argument.weightLayout(weightLayout)
+    self.activation = try Argument.activation(activation)
+    self.weightShape = try Argument.shape(weightShape, rank: weightRank, "the \(operation) weight")
+  }
+
+  func weight(_ pointer: UnsafeRawPointer?) throws -> UnsafeRawBufferPointer {
+    try Argument.input(pointer, weightShape, type, "the \(operation) weight")
+  }
+
+  func bias(_ pointer: UnsafeRawPointer?, _ geometry: DenseGeometry) throws -> UnsafeRawBufferPointer? {
+    try pointer.map { try Argument.input($0, [geometry.outputs], type, "the \(operation) bias") }
+  }
+
+  func output(_ pointer: UnsafeMutableRawPointer?, _ geometry: DenseGeometry) throws -> UnsafeMutableRawBufferPointer {
+    try Argument.output(pointer, elements: geometry.rows * geometry.outputs, type, "the \(operation) output")
   }
 }
 

@@ -23,9 +23,11 @@
 DECLARE(baseline)
 #if defined(__x86_64__)
 DECLARE(avx2)
+DECLARE(avx512)
 #endif
 
-/* AVX2, FMA and F16C in the CPU, and AVX state enabled by the OS (XGETBV). */
+/* AVX2, FMA and F16C in the CPU, and AVX state enabled by the OS (XGETBV); then AVX-512 F, VL,
+ * BW and DQ with its state (opmask and the upper ZMM registers) enabled too. */
 static int detect(void) {
 #if defined(__x86_64__)
   unsigned a, b, c, d;
@@ -38,6 +40,9 @@ static int detect(void) {
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((b >> 5) & 1)) return CLPOOL_ISA_BASELINE;
   const char *wanted = getenv("CLPOOL_CPU_ISA");
   if (wanted && strcmp(wanted, "baseline") == 0) return CLPOOL_ISA_BASELINE;
+  if (wanted && strcmp(wanted, "avx2") == 0) return CLPOOL_ISA_AVX2;
+  int avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1); /* F, DQ, BW, VL */
+  if (avx512 && (low & 0xE6) == 0xE6) return CLPOOL_ISA_AVX512;
   return CLPOOL_ISA_AVX2;
 #else
   return CLPOOL_ISA_BASELINE;
@@ -54,14 +59,26 @@ int clpool_cpu_isa(void) {
   return known;
 }
 
-const char *clpool_cpu_isa_name(void) { return clpool_cpu_isa() == CLPOOL_ISA_AVX2 ? "AVX2+FMA+F16C" : "baseline x86-64 (SSE2)"; }
+const char *clpool_cpu_isa_name(void) {
+  switch (clpool_cpu_isa()) {
+  case CLPOOL_ISA_AVX512: return "AVX2+FMA+F16C, AVX-512 product";
+  case CLPOOL_ISA_AVX2: return "AVX2+FMA+F16C";
+  default: return "baseline x86-64 (SSE2)";
+  }
+}
 
+/* Every kernel runs the AVX2 build on AVX-512 machines too, except the product (FORWARD_PRODUCT),
+ * whose wider vectors give the same bits (kernels_type.inc). */
 #if defined(__x86_64__)
 #define FORWARD(call, ...)                                          \
-  if (clpool_cpu_isa() == CLPOOL_ISA_AVX2) return call##_avx2(__VA_ARGS__); \
+  if (clpool_cpu_isa() != CLPOOL_ISA_BASELINE) return call##_avx2(__VA_ARGS__); \
   return call##_baseline(__VA_ARGS__)
+#define FORWARD_PRODUCT(call, ...)                                  \
+  if (clpool_cpu_isa() == CLPOOL_ISA_AVX512) return call##_avx512(__VA_ARGS__); \
+  FORWARD(call, __VA_ARGS__)
 #else
 #define FORWARD(call, ...) return call##_baseline(__VA_ARGS__)
+#define FORWARD_PRODUCT FORWARD
 #endif
 
 void clpool_sum_items(int type, const void *x, size_t length, size_t chunk_length, size_t first, size_t count,
@@ -100,7 +117,7 @@ void clpool_convert(int from, const void *source, int swap_bytes, int to, void *
 
 void clpool_gemm(int type, const void *x, const void *w, const void *bias, void *y, size_t k, size_t m,
                  size_t row_begin, size_t row_end, size_t column_begin, size_t column_end) {
-  FORWARD(gemm, type, x, w, bias, y, k, m, row_begin, row_end, column_begin, column_end);
+  FORWARD_PRODUCT(gemm, type, x, w, bias, y, k, m, row_begin, row_end, column_begin, column_end);
 }
 
 void clpool_transpose(int type, const void *source, size_t rows, size_t cols, void *destination) {

@@ -2,7 +2,8 @@ import CLPoolCPU
 import Foundation
 
 /// The native backend: pooling and the dense layer in C kernels (Sources/CLPoolCPU) compiled for
-/// baseline x86-64 and for AVX2 + FMA + F16C, picked by cpuid at start-up, run on every core. The
+/// baseline x86-64, for AVX2 + FMA + F16C and (the product) AVX-512, picked by cpuid at start-up,
+/// run on every core. The
 /// product is clpool's own (`CPUDense.swift`) rather than a BLAS library's, because BLAS libraries
 /// sum a row differently depending on the batch it is in; this one does not. Always available.
 ///

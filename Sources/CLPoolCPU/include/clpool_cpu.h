@@ -1,9 +1,10 @@
 /*
  * The CPU backend's inner loops (pooling, the batch-invariant matrix product, element
- * conversions), compiled twice: for baseline x86-64 (SSE2) and for AVX2 + FMA + F16C, with
- * function target attributes (no compiler flags, so packages that depend on CLPool build as
- * usual). clpool_cpu_isa() picks one at first use from cpuid, or from CLPOOL_CPU_ISA
- * (baseline | avx2; a request the CPU cannot run falls back to baseline). The Swift side
+ * conversions), compiled for baseline x86-64 (SSE2), for AVX2 + FMA + F16C, and for AVX-512
+ * (whose build serves the product only), with function target attributes (no compiler flags, so
+ * packages that depend on CLPool build as usual). clpool_cpu_isa() picks one at first use from
+ * cpuid, or from CLPOOL_CPU_ISA (baseline | avx2; a request the CPU cannot run falls back to
+ * baseline). The AVX-512 product gives the AVX2 product's bits. The Swift side
  * (Sources/CLPool/CPU) splits the work across threads and folds chunk partials; every routine here
  * is single-threaded and writes only its own outputs.
  *
@@ -23,7 +24,7 @@
 #include <stdint.h>
 
 enum { CLPOOL_F16 = 0, CLPOOL_F32 = 1, CLPOOL_F64 = 2 };
-enum { CLPOOL_ISA_BASELINE = 0, CLPOOL_ISA_AVX2 = 1 };
+enum { CLPOOL_ISA_BASELINE = 0, CLPOOL_ISA_AVX2 = 1, CLPOOL_ISA_AVX512 = 2 };
 
 /* The instruction set in use (CLPOOL_ISA_*), and its name. */
 int clpool_cpu_isa(void);

@@ -1,0 +1,44 @@
+import CLPool
+import Foundation
+import TestSupport
+import Testing
+
+/// The CPU kernels' instruction sets: on a CPU with AVX-512 the product runs 16-float vectors,
+/// which group outputs differently but never change an output's chain, so its bits are the AVX2
+/// build's (`CLPOOL_CPU_ISA=avx2`), on both product paths (streamed rows and packed panels),
+/// with k blocked and not, edge panels, every storage type and the fused head.
+@Suite struct InstructionSetTests {
+  @Test func theAVX512ProductGivesTheAVX2ProductsBits() throws {
+    guard CPUInstructions.name.contains("AVX-512") else {
+      print("note: AVX-512 product test skipped: this CPU runs \(CPUInstructions.name)")
+      return
+    }
+    let scratch = try ComputeCommandTests.Scratch()
+    var random = SplitMix64(seed: TestEnvironment.seed)
+    for (rows, inputs, outputs) in [(1, 2048, 1000), (7, 13, 5), (100, 300, 37), (130, 4097, 70), (5, 9000, 40), (97, 64, 1)] {
+      let x = try scratch.save(try TestData.uniform([rows, inputs], in: -1..<1, random: &random), "x.npy")
+      let w = try scratch.save(try TestData.uniform([inputs, outputs], in: -1..<1, random: &random), "w.npy")
+      let b = try scratch.save(try TestData.uniform([outputs], in: -1..<1, random: &random), "b.npy")
+      for dtype in ["float16", "float32", "float64"] {
+        var results: [Data] = []
+        for isa in ["avx2", ""] {
+          let output = scratch.path("y-\(isa).npy")
+          let run = try ClpoolRun.run(
+            ["dense", x, "--weight", w, "--bias", b, "-o", output, "--backend", "cpu", "--dtype", dtype], environment: ["CLPOOL_CPU_ISA": isa])
+          #expect(run.status == 0, "\(run.stderr)")
+          results.append(try Data(contentsOf: URL(fileURLWithPath: output)))
+        }
+        #expect(results[0] == results[1], "dense \(rows)x\(inputs)x\(outputs) \(dtype): AVX-512 and AVX2 differ")
+      }
+    }
+    let features = try scratch.save(try TestData.uniform([9, 64, 7, 7], in: -1..<1, random: &random), "f.npy")
+    let weight = try scratch.save(try TestData.uniform([64, 33], in: -1..<1, random: &random), "hw.npy")
+    let heads = try ["avx2", ""].map { isa -> Data in
+      let output = scratch.path("h-\(isa).npy")
+      let run = try ClpoolRun.run(["head", features, "--weight", weight, "-o", output, "--backend", "cpu"], environment: ["CLPOOL_CPU_ISA": isa])
+      #expect(run.status == 0, "\(run.stderr)")
+      return try Data(contentsOf: URL(fileURLWithPath: output))
+    }
+    #expect(heads[0] == heads[1], "head: AVX-512 and AVX2 differ")
+  }
+}

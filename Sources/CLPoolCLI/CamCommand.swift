@@ -22,14 +22,7 @@ struct CamCommand: ParsableCommand {
   @Argument(help: "Input .npy: [C,H,W], or [N,C,H,W] for a batch (channels-last: [H,W,C], [N,H,W,C]).")
   var input: String
 
-  @Option(help: "The head's dense weight .npy: [C,M] (in-out) or [M,C] (out-in).")
-  var weight: String
-
-  @Option(help: "The head's bias .npy, [M]: used only to rank the classes for --class top.")
-  var bias: String?
-
-  @Option(help: "in-out (Keras, [C,M]) or out-in (PyTorch, [M,C]).")
-  var weightLayout: WeightLayout = .inOut
+  @OptionGroup var weightOptions: WeightOptionGroup
 
   // Unconditional, so that a negative class reaches the range check instead of reading as a flag.
   @Option(
@@ -89,8 +82,8 @@ struct CamCommand: ParsableCommand {
 
   func run() throws {
     let features = try readNPY(input, as: Float.self)
-    let weights = try readNPY(weight, as: Float.self)
-    let biases = try bias.map { try readNPY($0, as: Float.self) }
+    let weights = try readNPY(weightOptions.weight, as: Float.self)
+    let biases = try weightOptions.bias.map { try readNPY($0, as: Float.self) }
     // The photo is read before any computing, so a bad one fails fast.
     let photo = try overlay.map { try RGBImage.read(contentsOf: URL(fileURLWithPath: $0)) }
     let backend = try backendOptions.makeBackend(requiring: .float32)
@@ -99,14 +92,14 @@ struct CamCommand: ParsableCommand {
       throw CLPoolError.invalidInput("\(input): a PNG shows one sample's map, got a batch of \(batch); write .npy for a batch")
     }
     let ((map, classes), seconds) = try timed { () -> (Tensor, [Int]) in
-      try about([input, weight] + (bias.map { [$0] } ?? [])) {
+      try about([input] + weightOptions.paths) {
         let classes = try classIndices(features, weights, biases, batch: batch, backend: backend)
         let map =
           features.rank == 4 && batch > 1
           ? try backend.classActivationMaps(
-            features, layout: layout.layout, weight: weights, weightLayout: weightLayout, classIndices: classes)
+            features, layout: layout.layout, weight: weights, weightLayout: weightOptions.weightLayout, classIndices: classes)
           : try backend.classActivationMap(
-            features, layout: layout.layout, weight: weights, weightLayout: weightLayout, classIndex: classes[0])
+            features, layout: layout.layout, weight: weights, weightLayout: weightOptions.weightLayout, classIndex: classes[0])
         return (map, classes)
       }
     }
@@ -142,7 +135,7 @@ struct CamCommand: ParsableCommand {
     case .top:
       let samples = features.rank == 4 ? features : try features.reshaped([1] + features.shape)
       let logits = try backend.head(
-        samples, layout: layout.layout, weight: weights, bias: biases, weightLayout: weightLayout, activation: .none)
+        samples, layout: layout.layout, weight: weights, bias: biases, weightLayout: weightOptions.weightLayout, activation: .none)
       let classes = logits.shape[1]
       return (0..<batch).map { n in Ranking.top(1, of: logits.scalars[(n * classes)..<((n + 1) * classes)])[0].index }
     }

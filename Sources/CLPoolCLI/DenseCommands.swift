@@ -24,12 +24,12 @@ struct DenseCommand: ParsableCommand {
     let x = try readNPY(input, as: S.self)
     let parameters = try DenseParameters<S>(dense)
     let geometry = try about([input] + parameters.paths) {
-      try DenseGeometry(input: x.shape, weight: parameters.weight.shape, bias: parameters.bias?.shape, weightLayout: dense.weightLayout)
+      try DenseGeometry(input: x.shape, weight: parameters.weight.shape, bias: parameters.bias?.shape, weightLayout: dense.weights.weightLayout)
     }
     let backend = try dense.backendOptions.makeBackend(requiring: S.scalarType).backend(for: .dense(geometry))
     let (y, seconds) = try timed {
       try backend.dense(
-        x, weight: parameters.weight, bias: parameters.bias, weightLayout: dense.weightLayout, activation: dense.activation)
+        x, weight: parameters.weight, bias: parameters.bias, weightLayout: dense.weights.weightLayout, activation: dense.activation)
     }
     try writeNPY(y, dense.outputOptions.output)
     try RunSummary("dense", inputs: [x.shape], output: y.shape, path: dense.outputOptions.output, backend: backend, seconds: seconds)
@@ -87,7 +87,7 @@ struct HeadCommand: ParsableCommand {
       try layout.check(stream.shape, of: input)
       let parameters = try DenseParameters<S>(dense)
       let (pool, geometry) = try about([input] + parameters.paths) {
-        try headGeometry(stream.shape, layout.layout, parameters.weight.shape, parameters.bias?.shape, dense.weightLayout)
+        try headGeometry(stream.shape, layout.layout, parameters.weight.shape, parameters.bias?.shape, dense.weights.weightLayout)
       }
       let labels = try topOptions.readLabels(classes: geometry.outputs)
       if topOptions.top != nil, let world = job.world, world.size > 1 {
@@ -119,7 +119,7 @@ struct HeadCommand: ParsableCommand {
                 func head(_ activation: Activation, into buffer: UnsafeMutableRawBufferPointer) throws {
                   try backend.head(
                     elements, shape: shape, layout: layout.layout, weight: weight, shape: parameters.weight.shape,
-                    bias: parameters.bias == nil ? nil : bias, type: type, weightLayout: dense.weightLayout,
+                    bias: parameters.bias == nil ? nil : bias, type: type, weightLayout: dense.weights.weightLayout,
                     activation: activation, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<(count * type.byteWidth)]))
                 }
                 try head(dense.activation, into: y)
@@ -153,8 +153,8 @@ private struct DenseParameters<S: StorageScalar> {
   let paths: [String]
 
   init(_ dense: DenseOptionGroup) throws {
-    weight = try readNPY(dense.weight, as: S.self)
-    bias = try dense.bias.map { try readNPY($0, as: S.self) }
-    paths = [dense.weight] + (dense.bias.map { [$0] } ?? [])
+    weight = try readNPY(dense.weights.weight, as: S.self)
+    bias = try dense.weights.bias.map { try readNPY($0, as: S.self) }
+    paths = dense.weights.paths
   }
 }

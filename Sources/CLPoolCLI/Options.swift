@@ -96,16 +96,24 @@ struct StorageOptionGroup: ParsableArguments {
   var dtype: ScalarType = .float32
 }
 
-/// The dense-layer inputs, and the output, storage and backend options, of `dense` and `head`.
-struct DenseOptionGroup: ParsableArguments {
-  @Option(help: "Weight .npy: [K,M] with --weight-layout in-out, [M,K] with out-in.")
+/// The dense layer's weight, bias and weight layout: of `dense`, `head` and `cam`.
+struct WeightOptionGroup: ParsableArguments {
+  @Option(help: "Weight .npy: [K,M] with --weight-layout in-out, [M,K] with out-in (for head and cam, K is the channels C).")
   var weight: String
 
-  @Option(help: "Bias .npy, [M].")
+  @Option(help: "Bias .npy, [M] (cam uses it only to rank the classes for --class top).")
   var bias: String?
 
   @Option(help: "in-out (Keras, [K,M]) or out-in (PyTorch, [M,K]).")
   var weightLayout: WeightLayout = .inOut
+
+  /// The weight's path, then the bias's: the files a failure may be about.
+  var paths: [String] { [weight] + (bias.map { [$0] } ?? []) }
+}
+
+/// The dense-layer inputs, and the output, storage and backend options, of `dense` and `head`.
+struct DenseOptionGroup: ParsableArguments {
+  @OptionGroup var weights: WeightOptionGroup
 
   @Option(help: "none, relu, sigmoid or softmax.")
   var activation: Activation = .none

@@ -106,7 +106,11 @@ import Testing
     let blocks = Self.swiftBlocks(section[..<(section.range(of: "\n## ")?.lowerBound ?? section.endIndex)])
     #expect(blocks.count >= 8, "expected the library section's examples, found \(blocks.count) blocks")
     let failure = try Self.typeCheck(
-      blocks, parameters: "featureMaps: [Float], w: [Float], b: [Float], a: [Float], video: [Float], sample: Tensor, dz: Tensor, dy: Tensor")
+      blocks,
+      parameters: """
+        featureMaps: [Float], w: [Float], b: [Float], a: [Float], video: [Float], sample: Tensor, dz: Tensor, dy: Tensor, \
+        myContext: cl_context, myDevice: cl_device_id, myQueue: cl_command_queue, myBuffer: cl_mem, myKernelDone: cl_event
+        """)
     #expect(failure == nil, "README Swift examples do not compile:\n\(failure ?? "")")
   }
 

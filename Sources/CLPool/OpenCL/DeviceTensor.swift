@@ -36,6 +36,12 @@ public final class DeviceTensor: @unchecked Sendable {
   /// beyond the tensor's life.
   public var completionEvent: cl_event? { ready?.raw }
 
+  /// The buffer that holds the tensor, for the caller's own kernels and reads: its elements,
+  /// row-major, start `memoryOffset` bytes in and are valid once `completionEvent` completes.
+  /// The tensor owns the buffer: retain it (clRetainMemObject) to keep it beyond the tensor's life.
+  public var memory: cl_mem { buffer.raw }
+  public var memoryOffset: Int { copyOffset }
+
   public var count: Int { shape.reduce(1, *) }
   var bytes: Int { count * scalarType.byteWidth }
 }

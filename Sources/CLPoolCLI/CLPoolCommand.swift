@@ -19,7 +19,7 @@ struct CLPoolCommand: ParsableCommand {
       CamCommand.self, BenchCommand.self,
     ])
 
-  /// Runs the command line; every error ends here, in `fail`.
+  /// Runs the command line; every error ends here, in `report`.
   static func main() {
     do {
       var command = try parseAsRoot()
@@ -31,10 +31,17 @@ struct CLPoolCommand: ParsableCommand {
         print(fullMessage(for: error))
         Foundation.exit(0)
       }
-      var log: String?
-      if case .openCL(let failure) = error as? CLPoolError { log = failure.buildLog }
-      fail(message(describing: error), status: status(for: error), buildLog: log)
+      Foundation.exit(report(error))
     }
+  }
+
+  /// Reports `error` (`write`) and returns the status clpool ends with for it.
+  static func report(_ error: any Error) -> Int32 {
+    var log: String?
+    if case .openCL(let failure) = error as? CLPoolError { log = failure.buildLog }
+    let status = status(for: error)
+    write(message(describing: error), status: status, buildLog: log)
+    return status
   }
 
   /// The exit status `error` ends clpool with, per SPEC.md: 1 a check or the device failed, 2 bad
@@ -83,7 +90,7 @@ struct CLPoolCommand: ParsableCommand {
   /// One line on stderr, and with `--json` the same error as a JSON object on stdout (so a script
   /// reading stdout sees the failure too); with `--verbose`, a failed OpenCL build's whole log
   /// follows the line.
-  static func fail(_ message: String, status: Int32, buildLog: String? = nil) -> Never {
+  static func write(_ message: String, status: Int32, buildLog: String? = nil) {
     let firstLine = String(message.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
     var text = "clpool: \(firstLine)\n"
     if let buildLog, commandLineOptions.contains("--verbose") { text += buildLog + "\n" }
@@ -93,10 +100,9 @@ struct CLPoolCommand: ParsableCommand {
       encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
       if let json = try? encoder.encode(ErrorReport(error: .init(message: firstLine, exit: status))) {
         print(String(decoding: json, as: UTF8.self))
-        fflush(nil)
       }
     }
-    Foundation.exit(status)
+    fflush(nil)
   }
 
   /// `{"error": {"exit": 2, "message": "…"}}`.

@@ -33,19 +33,18 @@ struct Job {
   /// The samples of `count` this process computes.
   func samples(of count: Int) -> Range<Int> { world?.samples(of: count) ?? 0..<count }
 
-  /// Runs one step on every rank. When any rank fails, the lowest failing rank throws its error
-  /// and every other exits quietly with the status that error gives, so a job prints one error
-  /// line and every rank ends alike.
+  /// Runs one step on every rank. When any rank fails, the lowest failing rank reports its error
+  /// and every rank then exits with the status that error gives, so a job prints one error line
+  /// and every rank ends alike. The report comes before the collective that lets the others go:
+  /// a rank that exited first would have mpirun kill the reporter before it wrote its line.
   func step<Result>(_ body: () throws -> Result) throws -> Result {
     guard let world else { return try body() }
     let outcome = Swift.Result { try body() }
     let (succeeded, reporter) = world.agree((try? outcome.get()) != nil)
     if succeeded { return try outcome.get() }
     var status = Int32.max
-    if world.rank == reporter, case .failure(let error) = outcome { status = CLPoolCommand.status(for: error) }
-    status = world.minimum(status)
-    if world.rank == reporter { _ = try outcome.get() }
-    throw ExitCode(status)
+    if world.rank == reporter, case .failure(let error) = outcome { status = CLPoolCommand.report(error) }
+    throw ExitCode(world.minimum(status))
   }
 
   func finish() { world?.finish() }

@@ -85,9 +85,8 @@ public final class ShardedBackend: Backend, @unchecked Sendable {
     let (sampleBytes, c, width) = (geometry.channels * geometry.spatialSize * type.byteWidth, geometry.channels, type.byteWidth)
     try split(geometry.batch) { shard, samples in
       try shard.computePool(
-        UnsafeRawBufferPointer(rebasing: input[(samples.lowerBound * sampleBytes)..<(samples.upperBound * sampleBytes)]), type,
-        try geometry.samples(samples), operation,
-        into: UnsafeMutableRawBufferPointer(rebasing: values[(samples.lowerBound * c * width)..<(samples.upperBound * c * width)]),
+        input.rows(samples, of: sampleBytes), type, try geometry.samples(samples), operation,
+        into: values.rows(samples, of: c * width),
         indices: indices.map { UnsafeMutableBufferPointer(rebasing: $0[(samples.lowerBound * c)..<(samples.upperBound * c)]) })
     }
   }
@@ -116,9 +115,8 @@ public final class ShardedBackend: Backend, @unchecked Sendable {
     let (k, m, width) = (geometry.inputs, geometry.outputs, type.byteWidth)
     try split(geometry.rows) { shard, rows in
       try shard.computeDense(
-        UnsafeRawBufferPointer(rebasing: input[(rows.lowerBound * k * width)..<(rows.upperBound * k * width)]), weight, bias,
-        type, try geometry.rows(rows.count), activation,
-        into: UnsafeMutableRawBufferPointer(rebasing: output[(rows.lowerBound * m * width)..<(rows.upperBound * m * width)]))
+        input.rows(rows, of: k * width), weight, bias, type, try geometry.rows(rows.count), activation,
+        into: output.rows(rows, of: m * width))
     }
   }
 
@@ -130,9 +128,8 @@ public final class ShardedBackend: Backend, @unchecked Sendable {
     let (sampleBytes, m, width) = (pool.channels * pool.spatialSize * type.byteWidth, geometry.outputs, type.byteWidth)
     try split(geometry.rows) { shard, rows in
       try shard.computeHead(
-        UnsafeRawBufferPointer(rebasing: features[(rows.lowerBound * sampleBytes)..<(rows.upperBound * sampleBytes)]),
-        try pool.samples(rows), weight, bias, type, try geometry.rows(rows.count), activation,
-        into: UnsafeMutableRawBufferPointer(rebasing: output[(rows.lowerBound * m * width)..<(rows.upperBound * m * width)]))
+        features.rows(rows, of: sampleBytes), try pool.samples(rows), weight, bias, type, try geometry.rows(rows.count),
+        activation, into: output.rows(rows, of: m * width))
     }
   }
 
@@ -147,5 +144,18 @@ extension DenseGeometry {
     try DenseGeometry(
       input: [count, inputs], weight: weightLayout == .inOut ? [inputs, outputs] : [outputs, inputs], bias: nil,
       weightLayout: weightLayout)
+  }
+}
+
+/// The bytes of rows `range` of a buffer whose rows are `bytes` long: a shard's part of a batch.
+extension UnsafeRawBufferPointer {
+  fileprivate func rows(_ range: Range<Int>, of bytes: Int) -> UnsafeRawBufferPointer {
+    UnsafeRawBufferPointer(rebasing: self[(range.lowerBound * bytes)..<(range.upperBound * bytes)])
+  }
+}
+
+extension UnsafeMutableRawBufferPointer {
+  fileprivate func rows(_ range: Range<Int>, of bytes: Int) -> UnsafeMutableRawBufferPointer {
+    UnsafeMutableRawBufferPointer(rebasing: self[(range.lowerBound * bytes)..<(range.upperBound * bytes)])
   }
 }

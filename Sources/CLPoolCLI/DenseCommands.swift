@@ -105,32 +105,20 @@ struct HeadCommand: ParsableCommand {
     let progress = ProgressLine(
       "head", samples: mine.count, sampleBytes: pool.channels * pool.spatialSize * type.byteWidth,
       quiet: dense.outputOptions.quiet, job: job)
-    let chunkRows = min(stream.samplesPerChunk, max(1, mine.count))
     // The ranking needs the logits: the output itself with --activation none, else a second
-    // call on the same chunk.
-    let logitsBytes = ranking != nil && dense.activation != .none ? chunkRows * outputs * type.byteWidth : 0
+    // output of each chunk.
+    let activations = [dense.activation] + (ranking != nil && dense.activation != .none ? [.none] : [])
     let seconds = try job.step {
-      try withScratch(bytes: chunkRows * outputs * type.byteWidth) { y in
-        try withScratch(bytes: logitsBytes) { logitsScratch in
-          try parameters.weight.scalars.withUnsafeBytes { weight in
-            try (parameters.bias?.scalars ?? []).withUnsafeBytes { bias in
-              try streamChunks(stream, job: job, samples: mine, progress: progress) { shape, elements in
-                let count = shape[0] * outputs
-                func head(_ activation: Activation, into buffer: UnsafeMutableRawBufferPointer) throws {
-                  try backend.head(
-                    elements, shape: shape, layout: layout.layout, weight: weight, shape: parameters.weight.shape,
-                    bias: parameters.bias == nil ? nil : bias, type: type, weightLayout: dense.weights.weightLayout,
-                    activation: activation, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<(count * type.byteWidth)]))
-                }
-                try head(dense.activation, into: y)
-                try file.append(UnsafeRawBufferPointer(y), count: count, type: type)
-                if ranking != nil {
-                  let logits = logitsBytes > 0 ? logitsScratch : y
-                  if logitsBytes > 0 { try head(.none, into: logits) }
-                  ranking?.add(logits: UnsafeRawBufferPointer(logits), as: S.self, rows: shape[0], classes: outputs)
-                }
-              }
-            }
+      try parameters.weight.scalars.withUnsafeBytes { weight in
+        try (parameters.bias?.scalars ?? []).withUnsafeBytes { bias in
+          try streamChunks(
+            stream, job: job, samples: mine, progress: progress, backend: backend,
+            .head(
+              layout: layout.layout, weight: weight, weightShape: parameters.weight.shape,
+              bias: parameters.bias == nil ? nil : bias, weightLayout: dense.weights.weightLayout, activations: activations)
+          ) { results in
+            try file.append(results.outputs[0], count: results.samples * outputs, type: type)
+            ranking?.add(logits: results.outputs.last!, as: S.self, rows: results.samples, classes: outputs)
           }
         }
       }

@@ -83,22 +83,13 @@ struct PoolCommand: ParsableCommand {
     let progress = ProgressLine(
       "pool", samples: mine.count, sampleBytes: channels * geometry.spatialSize * type.byteWidth, quiet: outputOptions.quiet,
       job: job)
-    let chunkPlanes = min(stream.samplesPerChunk, max(1, mine.count)) * channels
     let seconds = try job.step {
-      try withScratch(bytes: chunkPlanes * type.byteWidth) { values in
-        try withScratch(bytes: indicesFile == nil ? 0 : chunkPlanes * 8) { positions in
-          try streamChunks(stream, job: job, samples: mine, progress: progress) { shape, elements in
-            let planes = shape[0] * channels
-            let chunkIndices = indicesFile.map { _ in
-              UnsafeMutableBufferPointer(rebasing: positions.bindMemory(to: Int64.self)[..<planes])
-            }
-            try backend.globalPool(
-              elements, type: type, shape: shape, layout: layout.layout, operation: op,
-              into: UnsafeMutableRawBufferPointer(rebasing: values[..<(planes * type.byteWidth)]), indices: chunkIndices)
-            try valuesFile.append(UnsafeRawBufferPointer(values), count: planes, type: type)
-            if let indicesFile, let chunkIndices { try indicesFile.append(indices: UnsafeBufferPointer(chunkIndices)) }
-          }
-        }
+      try streamChunks(
+        stream, job: job, samples: mine, progress: progress, backend: backend,
+        .pool(op, layout: layout.layout, indices: indicesFile != nil)
+      ) { results in
+        try valuesFile.append(results.outputs[0], count: results.samples * channels, type: type)
+        if let indicesFile, let positions = results.indices { try indicesFile.append(indices: positions) }
       }
     }
     // Indices first, as in one call: if the values fail to appear, the indices are removed.

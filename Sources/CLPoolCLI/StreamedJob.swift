@@ -120,27 +120,27 @@ final class ProgressLine {
   }
 }
 
-/// Runs `compute` on every chunk of this process's samples of `stream`, each writing
-/// `outputPerSample` elements of `type` per sample through `write`; returns the seconds taken.
-/// Chunk buffers are allocated once, for the largest chunk.
+/// Runs `operation` on `backend` over every chunk of this process's samples of `stream` (a
+/// `ChunkPipeline`, so a device's transfers overlap its compute) and hands each chunk's results to
+/// `deliver`, in order; returns the seconds taken.
 func streamChunks(
-  _ stream: SampleStream, job: Job, samples: Range<Int>, progress: ProgressLine,
-  _ compute: (_ shape: [Int], _ elements: UnsafeRawBufferPointer) throws -> Void
+  _ stream: SampleStream, job: Job, samples: Range<Int>, progress: ProgressLine, backend: any Backend,
+  _ operation: StreamedOperation, _ deliver: (ChunkResults) throws -> Void
 ) throws -> Double {
   let (_, seconds) = try timed {
-    var done = 0
-    try stream.forEachChunk(of: samples) { _, count, elements in
-      try compute([count] + stream.shape.dropFirst(), elements)
-      done += count
-      progress.update(done)
+    try withoutActuallyEscaping(deliver) { deliver in
+      var done = 0
+      let pipeline = try ChunkPipeline(
+        backend: backend, operation: operation, type: stream.type, sampleShape: Array(stream.shape.dropFirst()),
+        maxSamples: min(stream.samplesPerChunk, samples.count)
+      ) { results in
+        try deliver(results)
+        done += results.samples
+        progress.update(done)
+      }
+      try stream.forEachChunk(of: samples) { _, count, elements in try pipeline.submit(elements, samples: count) }
+      try pipeline.finish()
     }
   }
   return seconds
-}
-
-/// A buffer of `bytes` (at least one), 64-byte aligned, freed by `body`'s end.
-func withScratch<Result>(bytes: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> Result) rethrows -> Result {
-  let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, bytes), alignment: 64)
-  defer { buffer.deallocate() }
-  return try body(buffer)
 }

@@ -249,8 +249,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     return buffer
   }
 
-  func indexBuffer(count: Int, on chain: inout CommandChain) throws -> CLBuffer {
-    let buffer = try scratch(.outputIndices, bytes: count * 8)
+  func indexBuffer(count: Int, fresh: Bool = false, on chain: inout CommandChain) throws -> CLBuffer {
+    let buffer = try scratch(.outputIndices, bytes: count * 8, fresh: fresh)
     if options.poisonOutputs { try chain.fill(buffer, with: BackendOptions.poisonIndex, bytes: count * 8) }
     return buffer
   }

@@ -93,7 +93,7 @@ extension OpenCLBackend {
     let plan = Self.plan(spatial: geometry.spatialSize, layout: geometry.layout, variant: entry.variant, workGroupSize: workGroupSize)
     let chunks = plan.chunking.chunks
     let output = try outputBuffer(type, count: planes, fresh: fresh, on: &chain)
-    let outputIndices = returnIndices ? try indexBuffer(count: planes, on: &chain) : nil
+    let outputIndices = returnIndices ? try indexBuffer(count: planes, fresh: fresh, on: &chain) : nil
     // With one chunk, pass 1 writes the final values; otherwise partials, folded by pass 2:
     // sums in the arithmetic type, maxima (exact) in the storage type with their positions.
     let partialWidth = average ? Self.accumulatorWidth(type) : type.byteWidth

@@ -5,9 +5,13 @@ extension NPY {
   /// An `.npy` file written as it goes (little-endian float32 or int64, C order), through
   /// `OutputFile`: the header for the whole shape, then elements in order; the file appears,
   /// whole, on `commit`, once every element is written. Under MPI (`shared`) every rank writes
-  /// its own run of elements in place into one file, which rank 0 commits.
+  /// its own run of elements in place into one file, which rank 0 commits. Appends are copied and
+  /// written on a thread of their own (at most two waiting), so a stream computes its next chunk
+  /// while the last one's results go to the file; a failed write is thrown by a later append or
+  /// by `finishWriting`.
   public final class Writer {
     private let file: OutputFile
+    private let writes = BackgroundWrites()
     private let dataOffset: Int
     private let integers: Bool
     /// The elements this writer writes (a rank's share, or all), and how many it has written.
@@ -94,16 +98,16 @@ extension NPY {
       guard written + count <= elements.count else {
         throw CLPoolError.invalidArgument("\(file.path): more elements written than its shape holds")
       }
-      if file.isPositional {
-        try file.write(bytes, at: dataOffset + (elements.lowerBound + written) * (integers ? 8 : 4))
-      } else {
-        try file.write(bytes)
+      let (file, offset) = (file, dataOffset + (elements.lowerBound + written) * (integers ? 8 : 4))
+      try writes.enqueue(Data(bytes)) { data in
+        try data.withUnsafeBytes { file.isPositional ? try file.write($0, at: offset) : try file.write($0) }
       }
       written += count
     }
 
     /// Checks that this writer's elements are all written (before the ranks agree to commit).
     public func finishWriting() throws {
+      try writes.drain()
       guard written == elements.count else {
         throw CLPoolError.invalidArgument("\(file.path): \(written) of \(elements.count) elements written")
       }
@@ -115,5 +119,38 @@ extension NPY {
       try finishWriting()
       try file.commit()
     }
+  }
+}
+
+/// Writes run in order on a serial queue, at most two waiting; the first failure is kept and
+/// thrown by the next `enqueue` or by `drain`, and nothing after it is written.
+final class BackgroundWrites: @unchecked Sendable {
+  private let queue = DispatchQueue(label: "clpool.npy-writer")
+  private let slots = DispatchSemaphore(value: 2)
+  private let failure = LockedValue<(any Error)?>(nil)
+
+  deinit { queue.sync {} }
+
+  /// `write` runs on the queue; what it touches (the writer's file) is used by nobody else
+  /// until `drain` returns.
+  func enqueue(_ data: Data, _ write: @escaping (Data) throws -> Void) throws {
+    try rethrow()
+    slots.wait()
+    let job = UncheckedSendable(write)
+    queue.async { [self] in
+      defer { slots.signal() }
+      guard failure.withLock({ $0 == nil }) else { return }
+      do { try job.value(data) } catch { failure.withLock { $0 = error } }
+    }
+  }
+
+  /// Waits for every write so far; throws the first failure.
+  func drain() throws {
+    queue.sync {}
+    try rethrow()
+  }
+
+  private func rethrow() throws {
+    if let error = failure.withLock({ $0 }) { throw error }
   }
 }

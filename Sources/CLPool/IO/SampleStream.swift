@@ -65,11 +65,15 @@ public final class SampleStream: @unchecked Sendable {
     guard !chunks.isEmpty else { return }
     if reader.isFortranOrder { return try whole(body) }
     let mapped = reader.isMappable(as: type)
-    // Double buffering: the helper prepares chunk i + 1 while `body` runs on chunk i.
-    let ready = DispatchSemaphore(value: 0), free = DispatchSemaphore(value: 1)
+    // Double buffering: the helper prepares chunk i + 1 while `body` runs on chunk i. Every
+    // semaphore starts at zero (libdispatch traps on one released below its starting value, as
+    // `free` would be when `body` throws), and the helper is joined before this returns, also
+    // when `body` throws, so that no chunk is prepared after the stream has stopped.
+    let ready = DispatchSemaphore(value: 0), free = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
     let slot = LockedValue<Result<Chunk, any Error>?>(nil)
     let stop = LockedValue(false)
     let helper = Thread { [self] in
+      defer { finished.signal() }
       for (first, count) in chunks {
         free.wait()
         if stop.withLock({ $0 }) { break }
@@ -78,10 +82,12 @@ public final class SampleStream: @unchecked Sendable {
       }
     }
     helper.stackSize = 1 << 20
+    free.signal()
     helper.start()
     defer {
       stop.withLock { $0 = true }
       free.signal()
+      finished.wait()
     }
     for (first, count) in chunks {
       ready.wait()

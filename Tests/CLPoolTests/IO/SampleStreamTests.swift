@@ -1,0 +1,39 @@
+import CLPool
+import Foundation
+import TestSupport
+import Testing
+
+/// A stream whose consumer fails mid-way stops with that error, on the mapped and on the
+/// converted read path, however far its helper got; nothing traps (the helper's semaphores and
+/// thread are torn down in order, which a full disk under `clpool pool` once turned into a crash).
+@Suite struct SampleStreamTests {
+  struct Stop: Error {}
+
+  @Test(arguments: ["<f4", "<f8"])
+  func aConsumerThatThrowsStopsTheStream(_ descr: String) throws {
+    let samples = 12, sampleElements = 6
+    let values = (0..<(samples * sampleElements)).map { Float($0) }
+    let payload = descr == "<f4" ? NPYBytes.float32(values) : NPYBytes.float64(values.map(Double.init))
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("clpool-stream-\(getpid())-\(descr.utf8.last!).npy").path
+    try NPYBytes.file(descr: descr, shape: [samples, 2, 3], payload: payload).write(to: URL(fileURLWithPath: path))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let stream = try SampleStream(path: path, type: .float32, chunkBytes: sampleElements * 4)
+    for failing in [0, 1, 5, samples - 1] {
+      for _ in 0..<10 {
+        var seen: [Int] = []
+        #expect(throws: Stop.self) {
+          try stream.forEachChunk { first, count, elements in
+            #expect(count == 1 && Array(elements.bindMemory(to: Float.self)) == Array(values[(first * 6)..<(first * 6 + 6)]))
+            seen.append(first)
+            if first == failing { throw Stop() }
+          }
+        }
+        #expect(seen == Array(0...failing))
+      }
+    }
+    // And it still streams whole afterwards.
+    var total = 0
+    try stream.forEachChunk { _, count, _ in total += count }
+    #expect(total == samples)
+  }
+}

@@ -126,8 +126,15 @@ extension NPY {
 /// thrown by the next `enqueue` or by `drain`, and nothing after it is written.
 final class BackgroundWrites: @unchecked Sendable {
   private let queue = DispatchQueue(label: "clpool.npy-writer")
-  private let slots = DispatchSemaphore(value: 2)
+  /// Starts at zero and is raised to two: libdispatch traps on a semaphore released below its
+  /// starting value.
+  private let slots = DispatchSemaphore(value: 0)
   private let failure = LockedValue<(any Error)?>(nil)
+
+  init() {
+    slots.signal()
+    slots.signal()
+  }
 
   deinit { queue.sync {} }
 

@@ -61,18 +61,33 @@ public final class ChunkPipeline {
   public var overlapsTransfers: Bool { engine.overlapsTransfers }
 
   /// Starts `samples` samples (at most `maxSamples`, the elements of `samples` × `sampleShape`);
-  /// `elements` may be released once this returns.
+  /// `elements` may be released once this returns. After an error from the computation or from
+  /// `deliver`, the pipeline refuses further chunks.
   public func submit(_ elements: UnsafeRawBufferPointer, samples: Int) throws {
     let request = engine.request
     guard samples >= 1, samples <= request.maxSamples else {
       throw CLPoolError.invalidArgument("a chunk holds 1 to \(request.maxSamples) samples, got \(samples)")
     }
     try Buffers.check(elements.count, holds: samples * request.sampleElements, request.type, "the chunk")
-    try engine.submit(UnsafeRawBufferPointer(rebasing: elements[..<(samples * request.sampleBytes)]), samples: samples)
+    try running { try engine.submit(UnsafeRawBufferPointer(rebasing: elements[..<(samples * request.sampleBytes)]), samples: samples) }
   }
 
   /// Delivers the results still outstanding.
-  public func finish() throws { try engine.finish() }
+  public func finish() throws { try running { try engine.finish() } }
+
+  /// Set by an error from the computation or from `deliver`: a chunk may still be in flight, and
+  /// its results would be lost, so the stream ends there.
+  private var stopped = false
+
+  private func running(_ body: () throws -> Void) throws {
+    if stopped { throw CLPoolError.invalidArgument("this stream stopped at an earlier error; start a new ChunkPipeline") }
+    do {
+      try body()
+    } catch {
+      stopped = true
+      throw error
+    }
+  }
 }
 
 /// A pipeline's parameters, checked once.
@@ -111,8 +126,9 @@ struct ChunkRequest {
       guard !activations.isEmpty else { throw CLPoolError.invalidArgument("a streamed head needs an activation") }
       (outputElements, outputCount, wantsIndices) = (dense.outputs, activations.count, false)
     }
+    // Two chunks' results at a time where transfers overlap.
     try HostMemory.check(
-      elements: maxSamples * outputElements, outputCount + (wantsIndices ? 1 : 0), width: max(8, type.byteWidth),
+      elements: maxSamples * outputElements, 2 * (outputCount + (wantsIndices ? 1 : 0)), width: max(8, type.byteWidth),
       what: "a streamed chunk's results")
   }
 

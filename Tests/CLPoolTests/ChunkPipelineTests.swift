@@ -121,6 +121,9 @@ import Testing
         } else {
           #expect(throws: Refused.self) { try pipeline.submit(bytes, samples: 2) }
         }
+        // A chunk of the failed step may still be in flight: the stream has ended.
+        #expect(throws: CLPoolError.self) { try pipeline.submit(bytes, samples: 2) }
+        #expect(throws: CLPoolError.self) { try pipeline.finish() }
       }
       // Dropped with a chunk submitted and not finished.
       let abandoned = try ChunkPipeline(

@@ -144,7 +144,8 @@ final class BackgroundWrites: @unchecked Sendable {
     try rethrow()
     slots.wait()
     let job = UncheckedSendable(write)
-    queue.async { [self] in
+    // Not `self`: a block holding the last reference would run `deinit`'s sync on this very queue.
+    queue.async { [slots, failure] in
       defer { slots.signal() }
       guard failure.withLock({ $0 == nil }) else { return }
       do { try job.value(data) } catch { failure.withLock { $0 = error } }

@@ -62,11 +62,14 @@ final class OverlappedChunks: ChunkEngine {
   }
 
   deinit {
-    // The host result buffers go with the slots: no download may still be writing them.
+    // The host result buffers go with the slots, and on a CPU device the kernels read the
+    // caller's weight in place: nothing may still be running.
     try? downloads.finish()
+    try? backend.queue.finish()
     try? uploads.finish()
   }
 
+  /// After an error here a slot may still be in flight: `ChunkPipeline` takes no more chunks.
   func submit(_ elements: UnsafeRawBufferPointer, samples: Int) throws {
     let slot = slots[next]
     let uploaded = try uploads.startWriting(elements, to: slot.input)

@@ -180,10 +180,6 @@ extension Backend {
     return try computePool(batch, operation, returnIndices: returnIndices && operation == .max)
   }
 
-  private func weightOutputs(_ weight: [Int], _ layout: WeightLayout) -> Int {
-    weight.count == 2 ? (layout == .inOut ? weight[1] : weight[0]) : 0
-  }
-
   /// The buffers of a product are large enough for its shapes, and the output fits in memory.
   private func checkProduct(
     _ input: UnsafeRawBufferPointer, _ weight: UnsafeRawBufferPointer, _ bias: UnsafeRawBufferPointer?, _ type: ScalarType,

@@ -119,8 +119,8 @@ struct ChunkRequest {
         throw CLPoolError.invalidArgument("indices are the positions of maxima: they need max pooling")
       }
       (outputElements, outputCount, wantsIndices) = (geometry.channels, 1, indices)
-    case .head(let layout, let weight, let weightShape, let bias, let weightLayout, let activations):
-      let (_, dense) = try headGeometry([maxSamples] + sampleShape, layout, weightShape, nil, weightLayout)
+    case .head(_, let weight, _, let bias, _, let activations):
+      let (_, dense) = try Self.headGeometry(operation, [maxSamples] + sampleShape)
       try Buffers.check(weight.count, holds: dense.inputs * dense.outputs, type, "the head weight")
       if let bias { try Buffers.check(bias.count, holds: dense.outputs, type, "the head bias") }
       guard !activations.isEmpty else { throw CLPoolError.invalidArgument("a streamed head needs an activation") }
@@ -134,6 +134,21 @@ struct ChunkRequest {
 
   /// The shape of a chunk of `samples` samples.
   func shape(_ samples: Int) -> [Int] { [samples] + sampleShape }
+
+  /// The head's geometry on a chunk of `samples` samples (the operation is a head).
+  func headGeometry(_ samples: Int) throws -> (pool: PoolGeometry, dense: DenseGeometry) {
+    try Self.headGeometry(operation, shape(samples))
+  }
+
+  private static func headGeometry(_ operation: StreamedOperation, _ shape: [Int]) throws
+    -> (pool: PoolGeometry, dense: DenseGeometry)
+  {
+    guard case .head(let layout, _, let weightShape, let bias, let weightLayout, _) = operation else {
+      preconditionFailure("a pooling stream has no head geometry")
+    }
+    return try CLPool.headGeometry(
+      shape, layout, weightShape, bias == nil ? nil : [weightOutputs(weightShape, weightLayout)], weightLayout)
+  }
 }
 
 /// How a pipeline computes: `SynchronousChunks`, or a backend's own (`OverlappingTransfers`).

@@ -198,3 +198,8 @@ public func headGeometry(
     input: [pool.batch, pool.channels], weight: weight, bias: bias, weightLayout: weightLayout)
   return (pool, dense)
 }
+
+/// A dense weight's output width (0 for a weight that is not 2-D, which `DenseGeometry` refuses).
+func weightOutputs(_ weight: [Int], _ layout: WeightLayout) -> Int {
+  weight.count == 2 ? (layout == .inOut ? weight[1] : weight[0]) : 0
+}

@@ -33,27 +33,22 @@ final class CLQueue {
     throws
   {
     guard destination.count > 0 else { return }
-    try check(
-      withWaitList(waitList) { count, events in
-        clEnqueueReadBuffer(
-          raw, buffer.raw, cl_bool(CL_TRUE), offset, destination.count, destination.baseAddress, count, events, nil)
-      },
-      "clEnqueueReadBuffer(\(destination.count) bytes)")
+    try startReading(buffer, offset: offset, into: destination, after: waitList).wait()
   }
 
-  /// Starts reading the first `destination.count` bytes of `buffer` (more than zero) into
+  /// Starts reading `destination.count` bytes (more than zero) of `buffer` from `offset` into
   /// `destination` once `waitList` is done, without blocking: `destination` must stay valid until
   /// the returned event completes.
-  func startReading(_ buffer: CLBuffer, into destination: UnsafeMutableRawBufferPointer, after waitList: [CLEvent]) throws
-    -> CLEvent
-  {
+  func startReading(
+    _ buffer: CLBuffer, offset: Int = 0, into destination: UnsafeMutableRawBufferPointer, after waitList: [CLEvent]
+  ) throws -> CLEvent {
     var event: cl_event?
     try check(
       withWaitList(waitList) { count, events in
         clEnqueueReadBuffer(
-          raw, buffer.raw, cl_bool(CL_FALSE), 0, destination.count, destination.baseAddress, count, events, &event)
+          raw, buffer.raw, cl_bool(CL_FALSE), offset, destination.count, destination.baseAddress, count, events, &event)
       },
-      "clEnqueueReadBuffer(\(destination.count) bytes, non-blocking)")
+      "clEnqueueReadBuffer(\(destination.count) bytes)")
     return CLEvent(event!)
   }
 

@@ -51,8 +51,8 @@ final class OverlappedChunks: ChunkEngine {
     uploads = try CLQueue(context: backend.context, device: device)
     downloads = try CLQueue(context: backend.context, device: device)
     let inputBytes = request.maxSamples * request.sampleBytes
-    if case .head(let layout, let weight, let weightShape, let bias, let weightLayout, _) = request.operation {
-      let (_, dense) = try Self.head(request, request.maxSamples, layout, weightShape, bias, weightLayout)
+    if case .head(_, let weight, _, let bias, _, _) = request.operation {
+      let dense = try request.headGeometry(request.maxSamples).dense
       try backend.checkDense(dense, request.type, input: 0, weight: dense.inputs * dense.outputs)
       parameters = (try backend.upload(weight), try bias.map { try backend.upload($0) })
     } else {
@@ -123,8 +123,8 @@ final class OverlappedChunks: ChunkEngine {
       let geometry = try PoolGeometry(shape: request.shape(samples), layout: layout)
       let output = try backend.poolOnDevice(x, type, geometry, operation, returnIndices: indices, fresh: true, on: &chain)
       return ([output.values], output.indices)
-    case .head(let layout, _, let weightShape, let bias, let weightLayout, let activations):
-      let (pool, dense) = try Self.head(request, samples, layout, weightShape, bias, weightLayout)
+    case .head(_, _, _, _, _, let activations):
+      let (pool, dense) = try request.headGeometry(samples)
       let (weight, biasBuffer) = parameters!
       let outputs = try activations.map {
         try backend.headOnDevice(x, weight, biasBuffer, type, pool, dense, $0, fresh: true, on: &chain)
@@ -133,11 +133,4 @@ final class OverlappedChunks: ChunkEngine {
     }
   }
 
-  private static func head(
-    _ request: ChunkRequest, _ samples: Int, _ layout: Layout, _ weightShape: [Int], _ bias: UnsafeRawBufferPointer?,
-    _ weightLayout: WeightLayout
-  ) throws -> (PoolGeometry, DenseGeometry) {
-    let outputs = request.outputElements
-    return try headGeometry(request.shape(samples), layout, weightShape, bias == nil ? nil : [outputs], weightLayout)
-  }
 }

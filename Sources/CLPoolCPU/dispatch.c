@@ -61,44 +61,45 @@ int clpool_cpu_isa(void) {
 
 const char *clpool_cpu_isa_name(void) {
   switch (clpool_cpu_isa()) {
-  case CLPOOL_ISA_AVX512: return "AVX2+FMA+F16C, AVX-512 product";
+  case CLPOOL_ISA_AVX512: return "AVX-512 (F, VL, BW, DQ) + AVX2, FMA, F16C";
   case CLPOOL_ISA_AVX2: return "AVX2+FMA+F16C";
   default: return "baseline x86-64 (SSE2)";
   }
 }
 
-/* Every kernel runs the AVX2 build on AVX-512 machines too, except the product (FORWARD_PRODUCT),
- * whose wider vectors give the same bits (kernels_type.inc). */
+/* The product and pooling run the AVX-512 build where there is one (FORWARD_AVX512): the product's
+ * wider vectors and pooling's extra registers give the AVX2 build's bits (kernels_avx512.c). The
+ * other kernels, never an operation's main cost, run the AVX2 build there too. */
 #if defined(__x86_64__)
 #define FORWARD(call, ...)                                          \
   if (clpool_cpu_isa() != CLPOOL_ISA_BASELINE) return call##_avx2(__VA_ARGS__); \
   return call##_baseline(__VA_ARGS__)
-#define FORWARD_PRODUCT(call, ...)                                  \
+#define FORWARD_AVX512(call, ...)                                  \
   if (clpool_cpu_isa() == CLPOOL_ISA_AVX512) return call##_avx512(__VA_ARGS__); \
   FORWARD(call, __VA_ARGS__)
 #else
 #define FORWARD(call, ...) return call##_baseline(__VA_ARGS__)
-#define FORWARD_PRODUCT FORWARD
+#define FORWARD_AVX512 FORWARD
 #endif
 
 void clpool_sum_items(int type, const void *x, size_t length, size_t chunk_length, size_t first, size_t count,
                       void *out) {
-  FORWARD(sum_items, type, x, length, chunk_length, first, count, out);
+  FORWARD_AVX512(sum_items, type, x, length, chunk_length, first, count, out);
 }
 
 void clpool_max_items(int type, const void *x, size_t length, size_t chunk_length, size_t first, size_t count,
                       void *out, int64_t *indices) {
-  FORWARD(max_items, type, x, length, chunk_length, first, count, out, indices);
+  FORWARD_AVX512(max_items, type, x, length, chunk_length, first, count, out, indices);
 }
 
 void clpool_sum_channels(int type, const void *x, size_t channels, size_t positions, size_t c0, size_t width,
                          void *out, size_t out_stride, int final) {
-  FORWARD(sum_channels, type, x, channels, positions, c0, width, out, out_stride, final);
+  FORWARD_AVX512(sum_channels, type, x, channels, positions, c0, width, out, out_stride, final);
 }
 
 void clpool_max_channels(int type, const void *x, size_t channels, size_t positions, size_t c0, size_t width,
                          void *out, int64_t *indices, size_t out_stride, int final) {
-  FORWARD(max_channels, type, x, channels, positions, c0, width, out, indices, out_stride, final);
+  FORWARD_AVX512(max_channels, type, x, channels, positions, c0, width, out, indices, out_stride, final);
 }
 
 void clpool_fold(int type, int average, const void *partials, const int64_t *partial_indices, size_t planes,
@@ -117,7 +118,7 @@ void clpool_convert(int from, const void *source, int swap_bytes, int to, void *
 
 void clpool_gemm(int type, const void *x, const void *w, const void *bias, void *y, size_t k, size_t m,
                  size_t row_begin, size_t row_end, size_t column_begin, size_t column_end) {
-  FORWARD_PRODUCT(gemm, type, x, w, bias, y, k, m, row_begin, row_end, column_begin, column_end);
+  FORWARD_AVX512(gemm, type, x, w, bias, y, k, m, row_begin, row_end, column_begin, column_end);
 }
 
 void clpool_transpose(int type, const void *source, size_t rows, size_t cols, void *destination) {

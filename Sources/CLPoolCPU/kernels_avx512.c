@@ -1,6 +1,7 @@
 /* The CPU kernels for x86-64 with AVX-512 (F, VL, BW, DQ) beside AVX2, FMA and F16C
- * (kernels.inc): the product runs on 16-float (8-double) vectors; dispatch.c sends only the
- * product here, so pooling stays on the AVX2 build and its bits. */
+ * (kernels.inc): the product runs on 16-float (8-double) vectors, which group outputs differently
+ * but keep every output's chain; pooling runs the AVX2 build's 8-lane operations, with 32 vector
+ * registers and mask registers to hold them. Both give the AVX2 build's bits (InstructionSetTests). */
 #if defined(__x86_64__)
 #include <immintrin.h>
 

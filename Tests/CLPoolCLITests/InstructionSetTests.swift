@@ -6,7 +6,10 @@ import Testing
 /// The CPU kernels' instruction sets: on a CPU with AVX-512 the product runs 16-float vectors,
 /// which group outputs differently but never change an output's chain, so its bits are the AVX2
 /// build's (`CLPOOL_CPU_ISA=avx2`), on both product paths (streamed rows and packed panels),
-/// with k blocked and not, edge panels, every storage type and the fused head.
+/// with k blocked and not, edge panels, every storage type and the fused head. Pooling runs the
+/// AVX2 build's 8-lane operations with AVX-512's 32 registers, so its bits are the AVX2 build's
+/// too: both layouts, avg and max with indices, plain data and NaN, infinities and ties, channel tiles and
+/// chunked planes, every storage type; and the same again with workers that never spin.
 @Suite struct InstructionSetTests {
   @Test func theAVX512ProductGivesTheAVX2ProductsBits() throws {
     guard CPUInstructions.name.contains("AVX-512") else {
@@ -40,5 +43,35 @@ import Testing
       return try Data(contentsOf: URL(fileURLWithPath: output))
     }
     #expect(heads[0] == heads[1], "head: AVX-512 and AVX2 differ")
+  }
+
+  @Test func poolingGivesTheAVX2BuildsBitsOnEveryBuild() throws {
+    guard CPUInstructions.name.contains("AVX-512") else {
+      print("note: AVX-512 pooling test skipped: this CPU runs \(CPUInstructions.name)")
+      return
+    }
+    let scratch = try ComputeCommandTests.Scratch()
+    var random = SplitMix64(seed: TestEnvironment.seed)
+    let runs: [(isa: String, spin: String)] = [("avx2", "1000"), ("", "1000"), ("", "0")]
+    for shape in [[3, 37, 7, 7], [2, 2053, 3, 3], [1, 1, 1, 1], [4, 64, 13, 1], [1, 3, 70_001]] {
+      for layout in [Layout.channelsFirst, .channelsLast] {
+        for (op, special) in [("avg", nil), ("avg", TestData.Special.forAverage), ("max", nil), ("max", .forMax)] {
+          let x = try TestData.poolInput(shape, layout: layout, special: special, random: &random)
+          let input = try scratch.save(x, "x.npy")
+          for dtype in ["float16", "float32", "float64"] {
+            var results: [Data] = []
+            for (index, run) in runs.enumerated() {
+              let (output, indices) = (scratch.path("y\(index).npy"), scratch.path("i\(index).npy"))
+              let arguments = ["pool", input, "--op", op, "--layout", layout.rawValue, "--dtype", dtype, "--backend", "cpu", "-o", output]
+              let result = try ClpoolRun.run(
+                arguments + (op == "max" ? ["--indices", indices] : []), environment: ["CLPOOL_CPU_ISA": run.isa, "CLPOOL_SPIN_US": run.spin])
+              #expect(result.status == 0, "\(result.stderr)")
+              results.append(try Data(contentsOf: URL(fileURLWithPath: output)) + (op == "max" ? try Data(contentsOf: URL(fileURLWithPath: indices)) : Data()))
+            }
+            #expect(results[0] == results[1] && results[1] == results[2], "\(op) \(shape) \(layout) \(dtype) \(special.map { "\($0)" } ?? ""): the builds differ")
+          }
+        }
+      }
+    }
   }
 }

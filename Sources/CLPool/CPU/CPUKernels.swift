@@ -19,7 +19,7 @@ extension ScalarType {
 }
 
 /// The instruction set the CPU kernels run, chosen once from cpuid (`CLPOOL_CPU_ISA=baseline`
-/// forces the SSE2 build, `avx2` the AVX2 one): "AVX2+FMA+F16C, AVX-512 product",
+/// forces the SSE2 build, `avx2` the AVX2 one): "AVX-512 (F, VL, BW, DQ) + AVX2, FMA, F16C",
 /// "AVX2+FMA+F16C" or "baseline x86-64 (SSE2)".
 public enum CPUInstructions {
   public static var name: String { String(cString: clpool_cpu_isa_name()) }

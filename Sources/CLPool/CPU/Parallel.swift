@@ -1,8 +1,10 @@
-import Dispatch
+import CLPoolCPU
 
-/// Runs `body` over `0..<count` split into contiguous ranges on all cores. Ranges hold at least
-/// `grain` items so small problems stay on one thread. Which thread runs a range never changes
-/// the result: every range writes its own outputs.
+/// Runs `body` over `0..<count` split into contiguous ranges on all cores, on the CPU backend's
+/// worker threads (`clpool_parallel`, which keeps them spinning between calls, so a call of
+/// a tenth of a millisecond does not wait for threads to wake). Ranges hold at least `grain` items
+/// so small problems stay on one thread. Which thread runs a range never changes the result: every
+/// range writes its own outputs, and the ranges depend only on `count`.
 func parallelFor(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) {
   guard count > 0 else { return }
   let workers = CPUInfo.activeCores
@@ -11,16 +13,23 @@ func parallelFor(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) {
     body(0..<count)
     return
   }
-  // The callers write disjoint outputs per range, which is what makes sharing `body` across the
-  // worker threads safe; concurrentPerform returns only after every range ran.
   withoutActuallyEscaping(body) { body in
-    let shared = UncheckedSendable(body)
-    DispatchQueue.concurrentPerform(iterations: tasks) { task in
-      let begin = count * task / tasks
-      let end = count * (task + 1) / tasks
-      if begin < end { shared.value(begin..<end) }
+    var job = ParallelJob(count: count, tasks: tasks, body: body)
+    withUnsafeMutablePointer(to: &job) { job in
+      clpool_parallel(tasks, workers, { context, task in
+        let job = context!.assumingMemoryBound(to: ParallelJob.self).pointee
+        let (begin, end) = (job.count * task / job.tasks, job.count * (task + 1) / job.tasks)
+        if begin < end { job.body(begin..<end) }
+      }, job)
     }
   }
+}
+
+/// What the C callback of `parallelFor` needs: the split and the body.
+private struct ParallelJob {
+  let count: Int
+  let tasks: Int
+  let body: (Range<Int>) -> Void
 }
 
 struct UncheckedSendable<Value>: @unchecked Sendable {

@@ -1,12 +1,12 @@
 /*
  * The CPU backend's inner loops (pooling, the batch-invariant matrix product, element
  * conversions), compiled for baseline x86-64 (SSE2), for AVX2 + FMA + F16C, and for AVX-512
- * (whose build serves the product only), with function target attributes (no compiler flags, so
+ * (whose build serves the product and pooling), with function target attributes (no compiler flags, so
  * packages that depend on CLPool build as usual). clpool_cpu_isa() picks one at first use from
  * cpuid, or from CLPOOL_CPU_ISA (baseline | avx2; a request the CPU cannot run falls back to
- * baseline). The AVX-512 product gives the AVX2 product's bits. The Swift side
- * (Sources/CLPool/CPU) splits the work across threads and folds chunk partials; every routine here
- * is single-threaded and writes only its own outputs.
+ * baseline). The AVX-512 build gives the AVX2 build's bits. The Swift side
+ * (Sources/CLPool/CPU) splits the work into tasks, runs them with clpool_parallel and folds chunk
+ * partials; every other routine here is single-threaded and writes only its own outputs.
  *
  * Types: CLPOOL_F16 (IEEE half storage, float arithmetic), CLPOOL_F32, CLPOOL_F64 (double
  * arithmetic). "acc" below is float for the first two and double for the third.
@@ -83,5 +83,13 @@ void clpool_transpose(int type, const void *source, size_t rows, size_t cols, vo
 
 /* In place on y [rows, cols] of acc: 1 relu, 2 sigmoid, 3 softmax per row, 0 nothing. */
 void clpool_activate(int type, void *y, size_t rows, size_t cols, int activation);
+
+/* Runs body(context, task) for every task in [0, tasks) on this thread and up to threads - 1
+ * worker threads (workers.c), and returns when all have run; a task's result must not depend on
+ * which thread runs it. Workers spin for CLPOOL_SPIN_US microseconds (default 1000) after a job
+ * before they sleep. Jobs from several threads, or from within a task, run one at a time: a job
+ * that finds the workers busy runs its tasks on its own thread. */
+typedef void (*clpool_task_fn)(void *context, size_t task);
+void clpool_parallel(size_t tasks, size_t threads, clpool_task_fn body, void *context);
 
 #endif

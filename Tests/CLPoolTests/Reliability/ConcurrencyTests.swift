@@ -102,3 +102,41 @@ final class LockedCounter: @unchecked Sendable {
 
 
 
+
+extension ConcurrencyTests {
+  /// The CPU backend's worker threads serve one job at a time, and a caller that finds them busy
+  /// runs its tasks on its own thread: operations large enough to split into tasks, from 6 threads
+  /// at once, give bitwise the results of each call alone.
+  @Test func cpuWorkerThreadsUnderContention() throws {
+    let backend = TestBackends.cpu.backend
+    var random = SplitMix64(seed: TestBackends.seed)
+    let x = try TestData.uniform([16, 512, 7, 7], in: -1..<3, random: &random)
+    let xLast = try TestData.poolInput([8, 300, 9, 9], layout: .channelsLast, special: .forMax, random: &random)
+    let w = try TestData.uniform([512, 333], in: -1..<1, random: &random)
+    let row = try TestData.uniform([1, 512], in: -1..<1, random: &random)
+    let rows = try TestData.uniform([130, 512], in: -1..<1, random: &random)
+    let operations: [@Sendable () throws -> [UInt32]] = [
+      { try backend.globalAveragePool(x, layout: .channelsFirst, keepDims: false).scalars.map(\.bitPattern) },
+      {
+        let r = try backend.globalMaxPool(xLast, layout: .channelsLast, keepDims: false, returnIndices: true)
+        return r.values.scalars.map(\.bitPattern) + r.indices!.map { UInt32(truncatingIfNeeded: $0) }
+      },
+      { try backend.dense(row, weight: w, bias: nil).scalars.map(\.bitPattern) },
+      { try backend.dense(rows, weight: w, bias: nil).scalars.map(\.bitPattern) },
+      { try backend.head(x, layout: .channelsFirst, weight: w, bias: nil, weightLayout: .inOut, activation: .softmax).scalars.map(\.bitPattern) },
+    ]
+    let expected = try operations.map { try $0() }
+    let failures = LockedCounter()
+    DispatchQueue.concurrentPerform(iterations: 6) { thread in
+      for iteration in 0..<40 {
+        let which = (thread + iteration) % operations.count
+        do {
+          if try operations[which]() != expected[which] { failures.add("thread \(thread) op \(which): different result") }
+        } catch {
+          failures.add("thread \(thread) op \(which): \(error)")
+        }
+      }
+    }
+    #expect(failures.messages.isEmpty, "\(failures.messages.prefix(3)) (\(failures.messages.count) in 240 calls)")
+  }
+}

@@ -8,14 +8,20 @@ import Testing
 /// build's (`CLPOOL_CPU_ISA=avx2`), on both product paths (streamed rows and packed panels),
 /// with k blocked and not, edge panels, every storage type and the fused head. Pooling runs the
 /// AVX2 build's 8-lane operations with AVX-512's 32 registers, so its bits are the AVX2 build's
-/// too: both layouts, avg and max with indices, plain data and NaN, infinities and ties, channel tiles and
-/// chunked planes, every storage type; and the same again with workers that never spin.
+/// too: both layouts, avg and max with indices, plain data and NaN, infinities and ties, channel
+/// tiles and chunked planes, every storage type; and the same again with workers that never spin.
 @Suite struct InstructionSetTests {
-  @Test func theAVX512ProductGivesTheAVX2ProductsBits() throws {
+  /// Whether this CPU runs the AVX-512 build; if not, the reason the `test` is skipped, printed.
+  static func runsAVX512(_ test: String) -> Bool {
     guard CPUInstructions.name.contains("AVX-512") else {
-      print("note: AVX-512 product test skipped: this CPU runs \(CPUInstructions.name)")
-      return
+      print("note: AVX-512 \(test) test skipped: this CPU runs \(CPUInstructions.name)")
+      return false
     }
+    return true
+  }
+
+  @Test func theAVX512ProductGivesTheAVX2ProductsBits() throws {
+    guard Self.runsAVX512("product") else { return }
     let scratch = try ComputeCommandTests.Scratch()
     var random = SplitMix64(seed: TestEnvironment.seed)
     for (rows, inputs, outputs) in [(1, 2048, 1000), (7, 13, 5), (100, 300, 37), (130, 4097, 70), (5, 9000, 40), (97, 64, 1)] {
@@ -46,10 +52,7 @@ import Testing
   }
 
   @Test func poolingGivesTheAVX2BuildsBitsOnEveryBuild() throws {
-    guard CPUInstructions.name.contains("AVX-512") else {
-      print("note: AVX-512 pooling test skipped: this CPU runs \(CPUInstructions.name)")
-      return
-    }
+    guard Self.runsAVX512("pooling") else { return }
     let scratch = try ComputeCommandTests.Scratch()
     var random = SplitMix64(seed: TestEnvironment.seed)
     let runs: [(isa: String, spin: String)] = [("avx2", "1000"), ("", "1000"), ("", "0")]

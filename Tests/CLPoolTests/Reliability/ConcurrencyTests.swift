@@ -39,10 +39,16 @@ import Testing
           .scalars.flatMap { [UInt32(truncatingIfNeeded: $0.bitPattern), UInt32(truncatingIfNeeded: $0.bitPattern >> 32)] }
       },
     ]
+    let failures = try Self.mismatches(operations, threads: 8, iterations: 250)
+    #expect(failures.isEmpty, "\(candidate.name): \(failures.prefix(3)) (\(failures.count) in 2000 calls)")
+  }
+
+  /// Runs `operations` round-robin on `threads` threads, `iterations` calls each, and returns a
+  /// message for every call whose result differs from that operation's result run alone.
+  static func mismatches(_ operations: [@Sendable () throws -> [UInt32]], threads: Int, iterations: Int) throws -> [String] {
     let expected = try operations.map { try $0() }
-    let iterations = 250
     let failures = LockedCounter()
-    DispatchQueue.concurrentPerform(iterations: 8) { thread in
+    DispatchQueue.concurrentPerform(iterations: threads) { thread in
       for iteration in 0..<iterations {
         let which = (thread + iteration) % operations.count
         do {
@@ -52,7 +58,7 @@ import Testing
         }
       }
     }
-    #expect(failures.messages.isEmpty, "\(candidate.name): \(failures.messages.prefix(3)) (\(failures.messages.count) in \(8 * iterations) calls)")
+    return failures.messages
   }
 }
 
@@ -125,18 +131,7 @@ extension ConcurrencyTests {
       { try backend.dense(rows, weight: w, bias: nil).scalars.map(\.bitPattern) },
       { try backend.head(x, layout: .channelsFirst, weight: w, bias: nil, weightLayout: .inOut, activation: .softmax).scalars.map(\.bitPattern) },
     ]
-    let expected = try operations.map { try $0() }
-    let failures = LockedCounter()
-    DispatchQueue.concurrentPerform(iterations: 6) { thread in
-      for iteration in 0..<40 {
-        let which = (thread + iteration) % operations.count
-        do {
-          if try operations[which]() != expected[which] { failures.add("thread \(thread) op \(which): different result") }
-        } catch {
-          failures.add("thread \(thread) op \(which): \(error)")
-        }
-      }
-    }
-    #expect(failures.messages.isEmpty, "\(failures.messages.prefix(3)) (\(failures.messages.count) in 240 calls)")
+    let failures = try Self.mismatches(operations, threads: 6, iterations: 40)
+    #expect(failures.isEmpty, "\(failures.prefix(3)) (\(failures.count) in 240 calls)")
   }
 }

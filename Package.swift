@@ -40,7 +40,10 @@ let systemLibraries: [Target] = [
 let libraryTargets: [Target] = [
   // The CPU backend's inner loops in C, compiled per instruction set with target attributes and
   // picked by cpuid at run time (no compiler flags, so dependents build as usual).
-  .target(name: "CLPoolCPU", exclude: ["kernels.inc", "kernels_type.inc"]),
+  .target(
+    name: "CLPoolCPU",
+    exclude: ["kernels.inc", "kernels_type.inc", "pooling_planes.inc", "pooling_channels.inc", "product.inc"]
+  ),
   // JPEG decoding in C: libjpeg reports errors through a callback that must not return (setjmp).
   .target(name: "CLPoolJPEG", dependencies: ["CJPEG"]),
   .target(

@@ -15,7 +15,8 @@
  * and fold block sums with Kahan compensation; the order of every operation depends only on the
  * sizes, never on threads. The product computes each output as an fma (baseline: multiply, then
  * add) chain over k in order, in blocks of 4096 steps folded in order, whatever the tiling: a row's
- * result never depends on the batch it came in.
+ * result never depends on the batch it came in. A NaN pooling result is the one quiet NaN of its
+ * type (sign clear), whatever the order a build's additions took its operands in.
  */
 #ifndef CLPOOL_CPU_H
 #define CLPOOL_CPU_H

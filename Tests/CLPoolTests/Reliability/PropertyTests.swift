@@ -51,3 +51,43 @@ import Testing
     print("note: property tests checked \(checked) operation results")
   }
 }
+
+extension PropertyTests {
+  /// A NaN mean on the CPU is the one quiet NaN (0x7FC00000), whatever made it (a negative NaN
+  /// input, +Inf beside −Inf) and whichever path pooled it: 8 planes at a time or one, channels
+  /// first or last, chunked planes, float16 and float64 too.
+  @Test func cpuNaNMeansAreTheQuietNaN() throws {
+    let backend = TestBackends.cpu.backend
+    let negativeNaN = Float(bitPattern: 0xFFC0_0001)
+    for (channels, spatial) in [(16, 49), (3, 5), (2, 70_001)] {
+      var planes = [Float](repeating: 1, count: channels * spatial)
+      for c in 0..<channels where c % 2 == 0 {
+        if c % 4 == 0 {
+          planes[c * spatial + spatial / 2] = negativeNaN
+        } else {
+          planes[c * spatial] = .infinity
+          planes[c * spatial + spatial - 1] = -.infinity
+        }
+      }
+      let x = try Tensor(shape: [1, channels, spatial], scalars: planes)
+      var last = [Float](repeating: 0, count: planes.count)
+      for c in 0..<channels { for s in 0..<spatial { last[s * channels + c] = planes[c * spatial + s] } }
+      let xLast = try Tensor(shape: [1, spatial, channels], scalars: last)
+      let means = [
+        try backend.globalAveragePool(x, layout: .channelsFirst).scalars,
+        try backend.globalAveragePool(xLast, layout: .channelsLast).scalars,
+        try backend.globalAveragePool(TypedTensor<Float16>(converting: x), layout: .channelsFirst).scalars.map { Float($0) },
+      ]
+      for (path, values) in means.enumerated() {
+        for c in 0..<channels where c % 2 == 0 {
+          #expect(values[c].isNaN && values[c].sign == .plus, "path \(path), \(channels)x\(spatial), channel \(c): \(values[c].bitPattern)")
+        }
+      }
+      let halves = try backend.globalAveragePool(TypedTensor<Float16>(converting: x), layout: .channelsFirst).scalars
+      #expect(halves.enumerated().allSatisfy { $0.offset % 2 == 1 || $0.element.bitPattern == 0x7E00 }, "float16: \(halves.map(\.bitPattern))")
+      let doubles = try backend.globalAveragePool(TypedTensor<Double>(converting: x), layout: .channelsFirst).scalars
+      #expect(doubles.enumerated().allSatisfy { $0.offset % 2 == 1 || $0.element.bitPattern == 0x7FF8_0000_0000_0000 }, "float64: \(doubles.map(\.bitPattern))")
+      #expect(means[0].enumerated().allSatisfy { $0.offset % 2 == 1 || $0.element.bitPattern == 0x7FC0_0000 })
+    }
+  }
+}

@@ -1,3 +1,4 @@
+import CLPoolCPU
 import Foundation
 
 #if canImport(Glibc)
@@ -155,15 +156,31 @@ extension NPY.Reader {
   }
 
   /// Maps `bytes` of the payload from `byteOffset`, with its pages faulted in: the mapping (to
-  /// unmap) and the address of the first byte.
+  /// unmap) and the address of the first byte. The mapping starts at a 2 MiB boundary of the file
+  /// and of the address space, so that the page cache's 2 MiB folios (Linux's large folios) map as
+  /// one page-table entry each; its pages are faulted in by touching a byte every 64 KiB (what
+  /// one fault maps around itself in small folios). MAP_POPULATE, which walks every 4 KiB page,
+  /// cost three times as much (BENCHMARKS.md, streaming).
   func map(byteOffset: Int, bytes: Int) throws -> (mapping: (base: UnsafeMutableRawPointer, length: Int), start: UnsafeRawPointer) {
-    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let alignment = 2 << 20
     let offset = layout.dataOffset + byteOffset
-    let aligned = offset / page * page
+    let aligned = offset / alignment * alignment
     let length = offset - aligned + max(1, bytes)
-    guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE | MAP_POPULATE, file.descriptor, off_t(aligned)),
+    func failure() -> CLPoolError { CLPoolError.invalidInput("\(path): cannot map (\(String(cString: strerror(errno))))") }
+    // Address space for the mapping and an alignment's worth more, trimmed to an aligned start.
+    guard let reservation = mmap(nil, length + alignment, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), reservation != MAP_FAILED
+    else { throw failure() }
+    let head = (alignment - Int(bitPattern: reservation) % alignment) % alignment
+    if head > 0 { munmap(reservation, head) }
+    munmap(reservation + head + length, alignment - head)
+    guard let base = mmap(reservation + head, length, PROT_READ, MAP_PRIVATE | MAP_FIXED, file.descriptor, off_t(aligned)),
       base != MAP_FAILED
-    else { throw CLPoolError.invalidInput("\(path): cannot map (\(String(cString: strerror(errno))))") }
+    else {
+      let error = failure()
+      munmap(reservation + head, length)
+      throw error
+    }
+    clpool_touch_pages(base, length, 64 << 10)
     return ((base, length), UnsafeRawPointer(base + (offset - aligned)))
   }
 

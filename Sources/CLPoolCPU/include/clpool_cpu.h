@@ -93,4 +93,8 @@ void clpool_activate(int type, void *y, size_t rows, size_t cols, int activation
 typedef void (*clpool_task_fn)(void *context, size_t task);
 void clpool_parallel(size_t tasks, size_t threads, clpool_task_fn body, void *context);
 
+/* Reads one byte every `stride` bytes of [start, start + length), which faults a fresh mapping's
+ * pages in (pages.c); the reads are volatile, so no compiler drops them. */
+void clpool_touch_pages(const void *start, size_t length, size_t stride);
+
 #endif

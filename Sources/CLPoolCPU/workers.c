@@ -4,10 +4,12 @@
  * keep their threads spinning for the same reason.
  *
  * A job is `tasks` calls of body(context, task). Tasks are handed out by one 64-bit ticket: the
- * job's generation in the high half, the next task in the low half, taken by compare-and-swap, so a
- * worker that wakes late for a finished job takes nothing from the next one. The caller takes
- * tickets too and waits only for tasks already taken; a job therefore completes even when no worker
- * is awake (or alive: after fork, or when threads cannot be created). */
+ * job's generation in the high half, the tasks not yet taken in the low half, taken by
+ * compare-and-swap. A worker reads the job only after its swap succeeded, and a spent ticket
+ * (nothing left) can never be taken, so a worker that wakes late for a finished job takes nothing
+ * from the next one. The caller takes tickets too and waits only for tasks already taken; a job
+ * therefore completes even when no worker is awake (or alive: after fork, or when threads cannot
+ * be created). A task must not fork. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -24,13 +26,13 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-enum { MAX_WORKERS = 255, DEFAULT_SPIN_MICROSECONDS = 1000 };
+enum { MAX_WORKERS = 255, DEFAULT_SPIN_MICROSECONDS = 1000, MAX_SPIN_MICROSECONDS = 1000000 };
 
 static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 
-static _Atomic uint64_t ticket;    /* generation << 32 | next task */
+static _Atomic uint64_t ticket;    /* generation << 32 | tasks not yet taken */
 static _Atomic(clpool_task_fn) job_body;
 static _Atomic(void *) job_context;
 static _Atomic size_t job_tasks;
@@ -47,14 +49,16 @@ static long long monotonic_nanoseconds(void) {
   return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
 }
 
-/* Runs tasks of generation `generation` while any are left. */
+/* Runs tasks of generation `generation` while any are left. The job's fields are read after a
+ * successful swap, which synchronises with the store that published them; until this task is
+ * done, the job cannot end and they cannot change. */
 static void take_tasks(uint32_t generation) {
   uint64_t current = atomic_load(&ticket);
   for (;;) {
-    if (generation_of(current) != generation) return;
-    size_t task = (uint32_t)current, tasks = atomic_load_explicit(&job_tasks, memory_order_relaxed);
-    if (task >= tasks) return;
-    if (!atomic_compare_exchange_weak(&ticket, &current, current + 1)) continue;
+    uint32_t remaining = (uint32_t)current;
+    if (generation_of(current) != generation || remaining == 0) return;
+    if (!atomic_compare_exchange_weak(&ticket, &current, current - 1)) continue;
+    size_t task = atomic_load_explicit(&job_tasks, memory_order_relaxed) - remaining;
     atomic_load_explicit(&job_body, memory_order_relaxed)(atomic_load_explicit(&job_context, memory_order_relaxed), task);
     atomic_fetch_add_explicit(&job_done, 1, memory_order_release);
     current = atomic_load(&ticket);
@@ -66,8 +70,8 @@ static void *worker_main(void *spin_argument) {
   uint32_t seen = generation_of(atomic_load(&ticket));
   for (;;) {
     long long deadline = monotonic_nanoseconds() + spin;
-    uint32_t generation;
-    for (unsigned round = 0;; ++round) {
+    uint32_t generation = generation_of(atomic_load(&ticket));
+    for (unsigned round = 0; spin > 0; ++round) {
       generation = generation_of(atomic_load(&ticket));
       if (generation != seen) break;
       for (int i = 0; i < 32; ++i) CPU_RELAX();
@@ -107,7 +111,9 @@ static void start_workers(size_t wanted) {
   if (spin_nanoseconds < 0) {
     const char *text = getenv("CLPOOL_SPIN_US");
     long microseconds = text ? strtol(text, NULL, 10) : DEFAULT_SPIN_MICROSECONDS;
-    spin_nanoseconds = (microseconds < 0 ? 0 : microseconds) * 1000L;
+    if (microseconds < 0) microseconds = 0;
+    if (microseconds > MAX_SPIN_MICROSECONDS) microseconds = MAX_SPIN_MICROSECONDS;
+    spin_nanoseconds = microseconds * 1000L;
   }
   if (wanted > MAX_WORKERS) wanted = MAX_WORKERS;
   while ((size_t)workers < wanted) {
@@ -124,9 +130,9 @@ static void start_workers(size_t wanted) {
 
 void clpool_parallel(size_t tasks, size_t threads, clpool_task_fn body, void *context) {
   if (tasks == 0) return;
-  /* One task, one thread, or a job already running (another caller, or a task that runs a job of
-   * its own): the tasks run here, in order. */
-  if (tasks == 1 || threads <= 1 || pthread_mutex_trylock(&submit_lock) != 0) {
+  /* One task, one thread, more tasks than a ticket counts, or a job already running (another
+   * caller, or a task that runs a job of its own): the tasks run here, in order. */
+  if (tasks == 1 || threads <= 1 || tasks > UINT32_MAX || pthread_mutex_trylock(&submit_lock) != 0) {
     for (size_t task = 0; task < tasks; ++task) body(context, task);
     return;
   }
@@ -136,13 +142,16 @@ void clpool_parallel(size_t tasks, size_t threads, clpool_task_fn body, void *co
   atomic_store_explicit(&job_tasks, tasks, memory_order_relaxed);
   atomic_store_explicit(&job_done, 0, memory_order_relaxed);
   uint32_t generation = generation_of(atomic_load(&ticket)) + 1;
-  atomic_store(&ticket, (uint64_t)generation << 32); /* publishes the job (sequentially consistent) */
+  atomic_store(&ticket, (uint64_t)generation << 32 | tasks); /* publishes the job (sequentially consistent) */
   if (atomic_load(&sleepers) > 0) {
     pthread_mutex_lock(&sleep_lock);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&sleep_lock);
   }
   take_tasks(generation);
-  while (atomic_load_explicit(&job_done, memory_order_acquire) < tasks) CPU_RELAX();
+  for (unsigned round = 1; atomic_load_explicit(&job_done, memory_order_acquire) < tasks; ++round) {
+    CPU_RELAX();
+    if (round % 4096 == 0) sched_yield(); /* a worker holding a task may be waiting for this core */
+  }
   pthread_mutex_unlock(&submit_lock);
 }

@@ -170,9 +170,11 @@ extension NPY.Reader {
     // Address space for the mapping and an alignment's worth more, trimmed to an aligned start.
     guard let reservation = mmap(nil, length + alignment, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), reservation != MAP_FAILED
     else { throw failure() }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
     let head = (alignment - Int(bitPattern: reservation) % alignment) % alignment
+    let end = (head + length + page - 1) / page * page  // the mapping's last page included
     if head > 0 { munmap(reservation, head) }
-    munmap(reservation + head + length, alignment - head)
+    if length + alignment > end { munmap(reservation + end, length + alignment - end) }
     guard let base = mmap(reservation + head, length, PROT_READ, MAP_PRIVATE | MAP_FIXED, file.descriptor, off_t(aligned)),
       base != MAP_FAILED
     else {

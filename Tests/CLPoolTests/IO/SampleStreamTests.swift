@@ -37,3 +37,37 @@ import Testing
     #expect(total == samples)
   }
 }
+
+extension SampleStreamTests {
+  /// A mapped stream leaves no mapping behind: each chunk's window (aligned to 2 MiB, with address
+  /// space reserved around it) is unmapped whole, so after 3000 one-sample chunks the process's
+  /// address space (VmSize) has not grown by their reservations (2 MiB each, 6 GB in all).
+  @Test func mappedChunksLeaveNoMappingsBehind() throws {
+    guard let before = Self.addressSpaceBytes() else {
+      print("note: address-space test skipped: no /proc/self/status")
+      return
+    }
+    let samples = 3000, sampleElements = 5
+    let values = (0..<(samples * sampleElements)).map { Float($0 % 1000) }
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("clpool-maps-\(getpid()).npy").path
+    try NPYBytes.file(descr: "<f4", shape: [samples, sampleElements], payload: NPYBytes.float32(values)).write(to: URL(fileURLWithPath: path))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let stream = try SampleStream(path: path, type: .float32, chunkBytes: sampleElements * 4)
+    var mismatches = 0
+    try stream.forEachChunk { first, count, elements in
+      if Array(elements.bindMemory(to: Float.self)) != Array(values[(first * sampleElements)..<((first + count) * sampleElements)]) { mismatches += 1 }
+    }
+    #expect(mismatches == 0)
+    let after = try #require(Self.addressSpaceBytes())
+    #expect(after < before + (256 << 20), "address space \(before >> 20) MiB before the stream, \(after >> 20) MiB after")
+  }
+
+  /// VmSize from /proc/self/status, in bytes.
+  static func addressSpaceBytes() -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmSize:") }),
+      let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+    else { return nil }
+    return kilobytes << 10
+  }
+}

@@ -76,31 +76,31 @@ extension NPY {
     /// when narrowing from float64).
     public func append(_ source: UnsafeRawBufferPointer, count: Int, type: ScalarType) throws {
       precondition(!integers && count <= source.count / type.byteWidth)
-      if type == .float32, 1.littleEndian == 1 {
-        try put(UnsafeRawBufferPointer(rebasing: source[..<(count * 4)]), count)
-        return
+      try put(count) { buffer in
+        if type == .float32, 1.littleEndian == 1 {
+          buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[..<(count * 4)]))
+        } else {
+          clpool_convert(type.kernelCode, source.baseAddress, 0, ScalarType.float32.kernelCode, buffer.baseAddress, count)
+        }
       }
-      var floats = [Float](repeating: 0, count: count)
-      floats.withUnsafeMutableBytes {
-        clpool_convert(type.kernelCode, source.baseAddress, 0, ScalarType.float32.kernelCode, $0.baseAddress, count)
-      }
-      try floats.withUnsafeBytes { try put($0, count) }
     }
 
     /// Appends int64 elements.
     public func append(indices: UnsafeBufferPointer<Int64>) throws {
       precondition(integers)
-      let littleEndian = indices.map(\.littleEndian)
-      try littleEndian.withUnsafeBytes { try put($0, indices.count) }
+      try put(indices.count) { buffer in
+        for (i, index) in indices.enumerated() { buffer.storeBytes(of: index.littleEndian, toByteOffset: i * 8, as: Int64.self) }
+      }
     }
 
-    private func put(_ bytes: UnsafeRawBufferPointer, _ count: Int) throws {
+    /// Writes `count` elements that `fill` puts, in file order, into a buffer of theirs.
+    private func put(_ count: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void) throws {
       guard written + count <= elements.count else {
         throw CLPoolError.invalidArgument("\(file.path): more elements written than its shape holds")
       }
       let (file, offset) = (file, dataOffset + (elements.lowerBound + written) * (integers ? 8 : 4))
-      try writes.enqueue(Data(bytes)) { data in
-        try data.withUnsafeBytes { file.isPositional ? try file.write($0, at: offset) : try file.write($0) }
+      try writes.enqueue(byteCount: count * (integers ? 8 : 4), fill) { bytes in
+        file.isPositional ? try file.write(bytes, at: offset) : try file.write(bytes)
       }
       written += count
     }
@@ -123,32 +123,48 @@ extension NPY {
 }
 
 /// Writes run in order on a serial queue, at most two waiting; the first failure is kept and
-/// thrown by the next `enqueue` or by `drain`, and nothing after it is written.
+/// thrown by the next `enqueue` or by `drain`, and nothing after it is written. Each write's bytes
+/// are copied into one of the (at most two) buffers this keeps and reuses: a buffer allocated
+/// per write would be fresh memory each time, which the kernel maps, zeroes and unmaps again.
 final class BackgroundWrites: @unchecked Sendable {
   private let queue = DispatchQueue(label: "clpool.npy-writer")
   /// Starts at zero and is raised to two: libdispatch traps on a semaphore released below its
   /// starting value.
   private let slots = DispatchSemaphore(value: 0)
   private let failure = LockedValue<(any Error)?>(nil)
+  private let spare = LockedValue<[UnsafeMutableRawBufferPointer]>([])
 
   init() {
     slots.signal()
     slots.signal()
   }
 
-  deinit { queue.sync {} }
+  deinit {
+    queue.sync {}
+    spare.withLock { buffers in for buffer in buffers { buffer.deallocate() } }
+  }
 
-  /// `write` runs on the queue; what it touches (the writer's file) is used by nobody else
-  /// until `drain` returns.
-  func enqueue(_ data: Data, _ write: @escaping (Data) throws -> Void) throws {
+  /// `fill` puts the write's `byteCount` bytes into a buffer now; `write` runs on the queue with
+  /// them, and what it touches (the writer's file) is used by nobody else until `drain` returns.
+  func enqueue(
+    byteCount: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void,
+    _ write: @escaping (UnsafeRawBufferPointer) throws -> Void
+  ) throws {
     try rethrow()
     slots.wait()
-    let job = UncheckedSendable(write)
+    let buffer = take(byteCount)
+    fill(UnsafeMutableRawBufferPointer(rebasing: buffer[..<byteCount]))
+    let bytes = UnsafeRawBufferPointer(rebasing: buffer[..<byteCount])
+    let job = UncheckedSendable((write, buffer, bytes))
     // Not `self`: a block holding the last reference would run `deinit`'s sync on this very queue.
-    queue.async { [slots, failure] in
-      defer { slots.signal() }
+    queue.async { [slots, failure, spare] in
+      let (write, buffer, bytes) = job.value
+      defer {
+        spare.withLock { $0.append(buffer) }
+        slots.signal()
+      }
       guard failure.withLock({ $0 == nil }) else { return }
-      do { try job.value(data) } catch { failure.withLock { $0 = error } }
+      do { try write(bytes) } catch { failure.withLock { $0 = error } }
     }
   }
 
@@ -156,6 +172,17 @@ final class BackgroundWrites: @unchecked Sendable {
   func drain() throws {
     queue.sync {}
     try rethrow()
+  }
+
+  /// A kept buffer of at least `byteCount` bytes, or a new one (the largest kept one is replaced).
+  private func take(_ byteCount: Int) -> UnsafeMutableRawBufferPointer {
+    let kept = spare.withLock { buffers -> UnsafeMutableRawBufferPointer? in
+      guard let last = buffers.indices.max(by: { buffers[$0].count < buffers[$1].count }) else { return nil }
+      return buffers.remove(at: last)
+    }
+    if let kept, kept.count >= byteCount { return kept }
+    kept?.deallocate()
+    return .allocate(byteCount: max(byteCount, 1), alignment: 64)
   }
 
   private func rethrow() throws {

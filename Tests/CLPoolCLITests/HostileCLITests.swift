@@ -115,6 +115,7 @@ import Testing
       (["bench", "--op", "head", "--shape", "1x8x2x2", "--classes", "99999999999", "--backend", "cpu"], [:], "more than this host's memory"),
       (["bench", "--repetitions", "999999999999", "--backend", "cpu"], [:], "--repetitions must be from 1 to"),
       (["pool", x, "-o", out, "--backend", "cpu"], ["CLPOOL_MAX_HOST_BYTES": "64"], "more than this host's memory"),
+      (["pool", x, "-o", out, "--backend", "cpu"], ["CLPOOL_DIRECT_IO": "yes"], "CLPOOL_DIRECT_IO=yes: expected auto, on or off"),
     ]
     for (arguments, environment, message) in cases {
       let run = try ClpoolRun.run(arguments, environment: environment)

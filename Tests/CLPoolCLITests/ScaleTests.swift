@@ -85,6 +85,17 @@ import Testing
     }
   }
 
+  /// Outputs written around the page cache (`CLPOOL_DIRECT_IO=on`, what outputs of 16 MiB or more
+  /// get by default) hold the same bits: chunks of 7 samples append less than a block each.
+  @Test func directWritesGiveOneCallsBits() throws {
+    let scratch = try Scratch()
+    let (x, path, weight, bias) = try Self.inputs(scratch, layout: .channelsLast, samples: 401)
+    let expected = try Self.reference("cpu", x, .channelsLast, weight, bias)
+    try Self.expectSameBits(
+      scratch, path, layout: .channelsLast, expected, ["--backend", "cpu", "--chunk-bytes", "\(7 * x.count / x.shape[0] * 4)"],
+      environment: ["CLPOOL_DIRECT_IO": "on"], "direct writes")
+  }
+
   /// A C-order tensor's elements in Fortran (column-major) order.
   static func fortranOrder(_ x: Tensor) -> [Float] {
     var strides = [Int](repeating: 1, count: x.rank)

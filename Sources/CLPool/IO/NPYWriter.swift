@@ -12,6 +12,8 @@ extension NPY {
   public final class Writer {
     private let file: OutputFile
     private let writes = BackgroundWrites()
+    /// The payload written around the page cache (`DirectWrites`), or nil.
+    private let direct: DirectWrites?
     private let dataOffset: Int
     private let integers: Bool
     /// The elements this writer writes (a rank's share, or all), and how many it has written.
@@ -22,18 +24,26 @@ extension NPY {
     ///   - path: the output file, written through `OutputFile`.
     ///   - shape: the array's shape, written in the header first.
     ///   - indices: int64 (`<i8`) elements instead of float32 (`<f4`).
-    public convenience init(path: String, shape: [Int], indices: Bool = false) throws {
+    ///   - environment: `CLPOOL_DIRECT_IO` there chooses whether a regular file's payload is
+    ///     written around the page cache (`DirectWrites`).
+    public convenience init(
+      path: String, shape: [Int], indices: Bool = false, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws {
+      let elements = try Tensor.elementCount(of: shape)
+      let wanted = try DirectWrites.wanted(payloadBytes: elements * (indices ? 8 : 4), environment: environment)
       let file = try OutputFile(path: path)
       let header = Self.header(shape, indices)
       try file.write(header)
-      try self.init(file, dataOffset: header.count, indices: indices, elements: 0..<Tensor.elementCount(of: shape))
+      self.init(file, dataOffset: header.count, indices: indices, elements: 0..<elements,
+                direct: wanted ? DirectWrites(file, header: header) : nil)
     }
 
-    private init(_ file: OutputFile, dataOffset: Int, indices: Bool, elements: Range<Int>) {
+    private init(_ file: OutputFile, dataOffset: Int, indices: Bool, elements: Range<Int>, direct: DirectWrites? = nil) {
       self.file = file
       self.dataOffset = dataOffset
       integers = indices
       self.elements = elements
+      self.direct = direct
     }
 
     private static func header(_ shape: [Int], _ indices: Bool) -> Data {
@@ -98,9 +108,13 @@ extension NPY {
       guard written + count <= elements.count else {
         throw CLPoolError.invalidArgument("\(file.path): more elements written than its shape holds")
       }
-      let (file, offset) = (file, dataOffset + (elements.lowerBound + written) * (integers ? 8 : 4))
+      let (file, direct, offset) = (file, direct, dataOffset + (elements.lowerBound + written) * (integers ? 8 : 4))
       try writes.enqueue(byteCount: count * (integers ? 8 : 4), fill) { bytes in
-        file.isPositional ? try file.write(bytes, at: offset) : try file.write(bytes)
+        if let direct {
+          try direct.write(bytes, at: offset)
+        } else {
+          file.isPositional ? try file.write(bytes, at: offset) : try file.write(bytes)
+        }
       }
       written += count
     }
@@ -108,6 +122,7 @@ extension NPY {
     /// Checks that this writer's elements are all written (before the ranks agree to commit).
     public func finishWriting() throws {
       try writes.drain()
+      try direct?.finish()
       guard written == elements.count else {
         throw CLPoolError.invalidArgument("\(file.path): \(written) of \(elements.count) elements written")
       }

@@ -1,6 +1,7 @@
 /* The operating system's side of streamed files: faulting in the pages of a fresh file mapping
- * (clpool_touch_pages) and opening a file for writes around the page cache (clpool_open_direct). */
+ * (clpool_touch_pages) and writes around the page cache (clpool_set_direct). */
 #define _GNU_SOURCE /* O_DIRECT */
+#include <errno.h>
 #include <fcntl.h>
 
 #include "clpool_cpu.h"
@@ -10,11 +11,15 @@ void clpool_touch_pages(const void *start, size_t length, size_t stride) {
   for (size_t offset = 0; offset < length; offset += stride) (void)bytes[offset];
 }
 
-int clpool_open_direct(const char *path) {
+int clpool_set_direct(int descriptor, int on) {
 #ifdef O_DIRECT
-  return open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+  int flags = fcntl(descriptor, F_GETFL);
+  if (flags < 0) return -1;
+  return fcntl(descriptor, F_SETFL, on ? flags | O_DIRECT : flags & ~O_DIRECT);
 #else
-  (void)path;
+  (void)descriptor;
+  (void)on;
+  errno = EINVAL;
   return -1;
 #endif
 }

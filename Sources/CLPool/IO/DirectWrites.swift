@@ -5,14 +5,15 @@ import Foundation
   import Glibc
 #endif
 
-/// A large output's bytes written around the page cache (O_DIRECT): whole aligned blocks from an
-/// aligned staging buffer, the last partial block through the page cache when the file is done.
-/// A streamed output is written once and read by someone else later, so caching it costs a copy
-/// into fresh page-cache pages and no reader gains. On the VMs our benchmarks ran on those
-/// pages cost 0.1-0.5 GB/s to fill after a few idle seconds, which made the write of a 122 MB
-/// output longer than the stream's compute; direct writes ran at 2.2-2.7 GB/s there, with no
-/// copy by the CPU (BENCHMARKS.md, streaming). Writes are sequential: each starts where the last
-/// ended. Used by one thread at a time (NPY.Writer's write queue, then its owner after draining).
+/// A large output's bytes written around the page cache (O_DIRECT on the file's own descriptor):
+/// whole aligned blocks, copied from the writer's buffers into an aligned staging buffer, and the
+/// last partial block through the page cache once the file is done. A streamed output is written
+/// once and read by someone else later, so caching it costs the kernel a copy into fresh
+/// page-cache pages that no reader gains from. On the VMs our benchmarks ran on, those pages
+/// filled at 0.1-0.5 GB/s after a few idle seconds, longer than the stream's compute for a 122 MB
+/// output; direct writes ran at 2.2-2.7 GB/s there (BENCHMARKS.md, streaming). Writes are
+/// sequential, each starting where the last ended. Used by one thread at a time (NPY.Writer's
+/// write queue, then its owner after draining it).
 final class DirectWrites {
   /// File offsets, lengths and buffer addresses of direct writes are multiples of this: the
   /// largest logical block size of Linux block devices, accepted by every file system that takes
@@ -23,19 +24,22 @@ final class DirectWrites {
   static let automaticBytes = 16 << 20
 
   private let file: OutputFile
-  private let descriptor: Int32
   private var staging: UnsafeMutableRawBufferPointer
-  /// The file offset of `staging`'s first byte (aligned), and the bytes there not yet written.
+  /// The file offset of `staging`'s first byte (aligned while direct), and the bytes there not
+  /// yet written.
   private var base = 0
   private var pending = 0
-  /// False once the file system refused a direct write: the rest goes through the page cache.
+  /// False once finished, or once the file system refused a direct write: the rest goes through
+  /// the page cache.
   private var direct = true
+  /// Bytes written around the page cache so far.
+  private(set) var directBytes = 0
+  /// For tests: direct writes stop short at this many bytes, and are refused (EINVAL) after.
+  var refusesAfterBytes = Int.max
 
   /// Whether a payload of `bytes` is written directly, by `CLPOOL_DIRECT_IO`: `auto` (or unset)
   /// from `automaticBytes` up, `on` whatever its size, `off` never.
-  static func wanted(payloadBytes bytes: Int, environment: [String: String] = ProcessInfo.processInfo.environment) throws
-    -> Bool
-  {
+  static func wanted(payloadBytes bytes: Int, environment: [String: String]) throws -> Bool {
     switch environment["CLPOOL_DIRECT_IO"] ?? "auto" {
     case "auto", "": return bytes >= automaticBytes
     case "on": return true
@@ -45,24 +49,18 @@ final class DirectWrites {
     }
   }
 
-  /// Direct writes to `file`'s temporary file, whose first bytes are `header` (already written):
-  /// nil when the system or the file system has no direct writes (tmpfs before Linux 6.6, some
-  /// network file systems), which leaves the file to the page cache.
+  /// Direct writes to `file`'s temporary file, nothing written yet, whose first bytes will be
+  /// `header`: nil when the system or the file system has no direct writes (tmpfs before Linux
+  /// 6.6, some network and FUSE file systems), which leaves the whole file to the page cache.
   init?(_ file: OutputFile, header: Data) {
-    guard let temporary = file.temporary else { return nil }
-    let descriptor = clpool_open_direct(temporary)
-    guard descriptor >= 0 else { return nil }
+    guard file.temporary != nil, clpool_set_direct(file.descriptor, 1) == 0 else { return nil }
     self.file = file
-    self.descriptor = descriptor
-    staging = .allocate(byteCount: 1 << 20, alignment: Self.alignment)
+    staging = .allocate(byteCount: max(1 << 20, header.count), alignment: Self.alignment)
     header.copyBytes(to: staging.bindMemory(to: UInt8.self), count: header.count)
     pending = header.count
   }
 
-  deinit {
-    close(descriptor)
-    staging.deallocate()
-  }
+  deinit { staging.deallocate() }
 
   /// Writes `bytes` at file `offset`, which is where the previous write ended.
   func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
@@ -79,37 +77,49 @@ final class DirectWrites {
     let whole = pending / Self.alignment * Self.alignment
     guard whole > 0 else { return }
     try writeDirectly(UnsafeRawBufferPointer(rebasing: staging[..<whole]), at: base)
-    (staging.baseAddress!).copyMemory(from: staging.baseAddress! + whole, byteCount: pending - whole)
+    staging.baseAddress!.copyMemory(from: staging.baseAddress! + whole, byteCount: pending - whole)
     base += whole
     pending -= whole
   }
 
-  /// Writes the last partial block, through the page cache (a direct write is whole blocks).
+  /// Writes what is left, the last partial block, through the page cache (a direct write is
+  /// whole blocks) and frees the staging buffer; later writes, if any, go through the page cache.
   func finish() throws {
-    guard pending > 0 else { return }
-    try file.write(UnsafeRawBufferPointer(rebasing: staging[..<pending]), at: base)
+    try stopDirectWrites()
+    if pending > 0 { try file.write(UnsafeRawBufferPointer(rebasing: staging[..<pending]), at: base) }
     base += pending
     pending = 0
+    staging.deallocate()
+    staging = UnsafeMutableRawBufferPointer(start: nil, count: 0)
   }
 
-  /// Aligned `bytes` at aligned `offset`; a refusal (EINVAL: the device wants a larger
-  /// alignment) writes them and everything after through the page cache instead.
+  /// Aligned `bytes` at aligned `offset`. A refusal (EINVAL, ENOTSUP: a device that wants a
+  /// larger alignment, a file system that takes the flag but not the write) or a short write
+  /// that leaves the rest unaligned writes them and everything after through the page cache.
   private func writeDirectly(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
     var done = 0
     while done < bytes.count {
-      let written = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+      let allowed = min(bytes.count - done, max(0, refusesAfterBytes - directBytes))
+      let written = allowed == 0 ? -1 : pwrite(file.descriptor, bytes.baseAddress! + done, allowed, off_t(offset + done))
+      let code = allowed == 0 ? EINVAL : errno
       if written < 0 {
-        if errno == EINTR { continue }
-        guard errno == EINVAL else { throw OutputFile.failure(file.path, errno) }
+        if code == EINTR { continue }
+        guard [EINVAL, ENOTSUP, EOPNOTSUPP].contains(code) else { throw OutputFile.failure(file.path, code) }
       } else {
         done += written
+        directBytes += written
       }
-      // Refused, or a short write that left the rest unaligned.
       if written <= 0 || (done < bytes.count && done % Self.alignment != 0) {
-        direct = false
+        try stopDirectWrites()
         return try file.write(UnsafeRawBufferPointer(rebasing: bytes[done...]), at: offset + done)
       }
     }
+  }
+
+  private func stopDirectWrites() throws {
+    guard direct else { return }
+    direct = false
+    guard clpool_set_direct(file.descriptor, 0) == 0 else { throw OutputFile.failure(file.path, errno) }
   }
 
   /// Grows `staging` to hold at least `bytes`, keeping what it holds.

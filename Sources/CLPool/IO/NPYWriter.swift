@@ -13,7 +13,7 @@ extension NPY {
     private let file: OutputFile
     private let writes = BackgroundWrites()
     /// The payload written around the page cache (`DirectWrites`), or nil.
-    private let direct: DirectWrites?
+    let direct: DirectWrites?
     private let dataOffset: Int
     private let integers: Bool
     /// The elements this writer writes (a rank's share, or all), and how many it has written.
@@ -30,13 +30,19 @@ extension NPY {
       path: String, shape: [Int], indices: Bool = false, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
       let elements = try Tensor.elementCount(of: shape)
-      let wanted = try DirectWrites.wanted(payloadBytes: elements * (indices ? 8 : 4), environment: environment)
+      let payload = elements.multipliedReportingOverflow(by: indices ? 8 : 4)
+      let wanted = try DirectWrites.wanted(payloadBytes: payload.overflow ? .max : payload.partialValue, environment: environment)
       let file = try OutputFile(path: path)
       let header = Self.header(shape, indices)
-      try file.write(header)
-      self.init(file, dataOffset: header.count, indices: indices, elements: 0..<elements,
-                direct: wanted ? DirectWrites(file, header: header) : nil)
+      // Direct writes start with the header, in their first block.
+      let direct = wanted ? DirectWrites(file, header: header) : nil
+      if direct == nil { try file.write(header) }
+      self.init(file, dataOffset: header.count, indices: indices, elements: 0..<elements, direct: direct)
     }
+
+    /// Payload bytes written around the page cache (`CLPOOL_DIRECT_IO`), once `commit` or
+    /// `finishWriting` returned.
+    public var directlyWrittenBytes: Int { direct?.directBytes ?? 0 }
 
     private init(_ file: OutputFile, dataOffset: Int, indices: Bool, elements: Range<Int>, direct: DirectWrites? = nil) {
       self.file = file
@@ -53,10 +59,11 @@ extension NPY {
     /// One file for the whole job, written by every rank of `world` (collective): rank 0 creates
     /// it (a temporary file next to `path`, with the header, at its full size) and every rank
     /// gets a writer for its `elements`. `path` must be a regular file or a new one: ranks write
-    /// in place.
+    /// in place, through the page cache (whatever `CLPOOL_DIRECT_IO` says, which is still checked).
     public static func shared(path: String, shape: [Int], indices: Bool = false, world: MPIWorld, elements: Range<Int>)
       throws -> Writer
     {
+      _ = try DirectWrites.wanted(payloadBytes: 0, environment: ProcessInfo.processInfo.environment)
       let header = header(shape, indices)
       let total = try Tensor.elementCount(of: shape)
       var created: Result<OutputFile, any Error>?

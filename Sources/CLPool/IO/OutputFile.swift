@@ -16,7 +16,7 @@ public final class OutputFile {
   /// The path the caller gave, for messages.
   public let path: String
   private let target: String
-  private var descriptor: Int32
+  private(set) var descriptor: Int32
   /// The temporary file renamed over `target` on commit; nil when writing a device or FIFO.
   private(set) var temporary: String?
   private var committed = false
@@ -87,6 +87,7 @@ public final class OutputFile {
         if errno == EINTR { continue }
         throw Self.failure(path, errno)
       }
+      guard written > 0 else { throw Self.failure(path, EIO) }
       done += written
     }
   }
@@ -105,6 +106,7 @@ public final class OutputFile {
         if errno == EINTR { continue }
         throw Self.failure(path, errno)
       }
+      guard written > 0 else { throw Self.failure(path, EIO) }
       offset += written
     }
   }

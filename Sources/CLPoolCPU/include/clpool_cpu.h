@@ -97,8 +97,8 @@ void clpool_parallel(size_t tasks, size_t threads, clpool_task_fn body, void *co
  * pages in (pages.c); the reads are volatile, so no compiler drops them. */
 void clpool_touch_pages(const void *start, size_t length, size_t stride);
 
-/* A new descriptor writing `path` with O_DIRECT (around the page cache), or -1 where the system
- * or the file system has none (errno says why). */
-int clpool_open_direct(const char *path);
+/* Turns O_DIRECT (writes around the page cache) on or off for an open descriptor: 0, or -1 where
+ * the system or the file system has none (errno says why). */
+int clpool_set_direct(int descriptor, int on);
 
 #endif

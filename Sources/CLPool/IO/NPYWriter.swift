@@ -30,7 +30,7 @@ extension NPY {
       path: String, shape: [Int], indices: Bool = false, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
       let elements = try Tensor.elementCount(of: shape)
-      let payload = elements.multipliedReportingOverflow(by: indices ? 8 : 4)
+      let payload = elements.multipliedReportingOverflow(by: Self.elementBytes(indices))
       let wanted = try DirectWrites.wanted(payloadBytes: payload.overflow ? .max : payload.partialValue, environment: environment)
       let file = try OutputFile(path: path)
       let header = Self.header(shape, indices)
@@ -51,6 +51,9 @@ extension NPY {
       self.elements = elements
       self.direct = direct
     }
+
+    /// Bytes per element in the file: int64 indices or float32 values.
+    private static func elementBytes(_ indices: Bool) -> Int { indices ? 8 : 4 }
 
     private static func header(_ shape: [Int], _ indices: Bool) -> Data {
       NPY.encode(descr: indices ? "<i8" : "<f4", shape: shape, payload: Data())
@@ -74,7 +77,7 @@ extension NPY {
             throw CLPoolError.invalidInput("\(path): under MPI the output must be a regular file (each rank writes its rows in place)")
           }
           try file.write(header)
-          try file.resize(to: header.count + total * (indices ? 8 : 4))
+          try file.resize(to: header.count + total * elementBytes(indices))
           return file
         }
       }
@@ -115,8 +118,8 @@ extension NPY {
       guard written + count <= elements.count else {
         throw CLPoolError.invalidArgument("\(file.path): more elements written than its shape holds")
       }
-      let (file, direct, offset) = (file, direct, dataOffset + (elements.lowerBound + written) * (integers ? 8 : 4))
-      try writes.enqueue(byteCount: count * (integers ? 8 : 4), fill) { bytes in
+      let (file, direct, offset) = (file, direct, dataOffset + (elements.lowerBound + written) * Self.elementBytes(integers))
+      try writes.enqueue(byteCount: count * Self.elementBytes(integers), fill) { bytes in
         if let direct {
           try direct.write(bytes, at: offset)
         } else {

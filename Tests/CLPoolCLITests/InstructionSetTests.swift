@@ -9,7 +9,8 @@ import Testing
 /// with k blocked and not, edge panels, every storage type and the fused head. Pooling runs the
 /// AVX2 build's 8-lane operations with AVX-512's 32 registers, so its bits are the AVX2 build's
 /// too: both layouts, avg and max with indices, plain data and NaN, infinities and ties, channel
-/// tiles and chunked planes, every storage type; and the same again with workers that never spin.
+/// tiles and chunked planes, every storage type, max with and without indices (AVX-512 runs
+/// channels-last max without indices on vrange); and the same again with workers that never spin.
 @Suite struct InstructionSetTests {
   /// Whether this CPU runs the AVX-512 build; if not, the reason the `test` is skipped, printed.
   static func runsAVX512(_ test: String) -> Bool {
@@ -56,9 +57,12 @@ import Testing
     let scratch = try ComputeCommandTests.Scratch()
     var random = SplitMix64(seed: TestEnvironment.seed)
     let runs: [(isa: String, spin: String)] = [("avx2", "1000"), ("", "1000"), ("", "0")]
-    for shape in [[3, 37, 7, 7], [2, 2053, 3, 3], [1, 1, 1, 1], [4, 64, 13, 1], [1, 3, 70_001]] {
+    for shape in [[3, 37, 7, 7], [2, 2053, 3, 3], [1, 1, 1, 1], [4, 64, 13, 1], [2, 100, 9, 9], [1, 3, 70_001]] {
       for layout in [Layout.channelsFirst, .channelsLast] {
-        for (op, special) in [("avg", nil), ("avg", TestData.Special.forAverage), ("max", nil), ("max", .forMax)] {
+        let cases: [(op: String, special: TestData.Special?, indices: Bool)] = [
+          ("avg", nil, false), ("avg", .forAverage, false), ("max", nil, true), ("max", .forMax, true), ("max", .forMax, false),
+        ]
+        for (op, special, withIndices) in cases {
           let x = try TestData.poolInput(shape, layout: layout, special: special, random: &random)
           let input = try scratch.save(x, "x.npy")
           for dtype in ["float16", "float32", "float64"] {
@@ -67,11 +71,12 @@ import Testing
               let (output, indices) = (scratch.path("y\(index).npy"), scratch.path("i\(index).npy"))
               let arguments = ["pool", input, "--op", op, "--layout", layout.rawValue, "--dtype", dtype, "--backend", "cpu", "-o", output]
               let result = try ClpoolRun.run(
-                arguments + (op == "max" ? ["--indices", indices] : []), environment: ["CLPOOL_CPU_ISA": run.isa, "CLPOOL_SPIN_US": run.spin])
+                arguments + (withIndices ? ["--indices", indices] : []), environment: ["CLPOOL_CPU_ISA": run.isa, "CLPOOL_SPIN_US": run.spin])
               #expect(result.status == 0, "\(result.stderr)")
-              results.append(try Data(contentsOf: URL(fileURLWithPath: output)) + (op == "max" ? try Data(contentsOf: URL(fileURLWithPath: indices)) : Data()))
+              results.append(try Data(contentsOf: URL(fileURLWithPath: output)) + (withIndices ? try Data(contentsOf: URL(fileURLWithPath: indices)) : Data()))
             }
-            #expect(results[0] == results[1] && results[1] == results[2], "\(op) \(shape) \(layout) \(dtype) \(special.map { "\($0)" } ?? ""): the builds differ")
+            let name = "\(op) \(shape) \(layout) \(dtype) \(special.map { "\($0)" } ?? "")\(withIndices ? " with indices" : "")"
+            #expect(results[0] == results[1] && results[1] == results[2], "\(name): the builds differ")
           }
         }
       }

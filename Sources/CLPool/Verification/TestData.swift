@@ -1,8 +1,8 @@
-/// Input data for cross-checks: fresh random values, never zeros, with optional planes of
-/// special values.
+/// Input data for cross-checks: fresh random values, with optional planes of special values.
 public enum TestData {
   public enum Special: Sendable {
-    /// Values on a 0.25 grid (many ties), planes with NaN, with two +Inf, all −Inf.
+    /// Values on a 0.25 grid (many ties), planes with NaN, with two +Inf, all −Inf, and planes
+    /// whose maximum is zero, −0 and +0 in random places (the first zero decides the sign).
     case forMax
     /// Planes with NaN, +Inf, −Inf, and both infinities (whose mean is NaN).
     case forAverage
@@ -41,12 +41,15 @@ public enum TestData {
         if special == .forMax {
           for s in 0..<spatial { planes[base + s] = (planes[base + s] * 4).rounded() / 4 }
         }
-        switch (plane % 5, special) {
+        switch (plane % 6, special) {
         case (1, _): at(.nan); at(.nan)
         case (2, _): at(.infinity); at(.infinity)
         case (3, .forMax): for s in 0..<spatial { planes[base + s] = -.infinity }
         case (3, .forAverage): at(.infinity); at(-.infinity)
         case (4, _): at(-.infinity)
+        case (5, .forMax):
+          for s in 0..<spatial { planes[base + s] = -abs(planes[base + s]) - 0.25 }
+          at(-0.0); at(0.0)
         default: break
         }
       }

@@ -7,7 +7,8 @@
  * those effects only across many rounds.
  *
  * Work is split as Sources/CLPool/CPU does (clpool_parallel; channels-last, one call per sample
- * and 2048-channel tile; channels-first, runs of planes), planes of one chunk (spatial <= 65536).
+ * and 2048-channel tile; channels-first, all planes of a sample per call; each task a slice of
+ * the batch), planes of one chunk (spatial <= 65536).
  * Every pass, kernel or read, takes the copy of the input touched longest ago (--copies copies of
  * about --mib MiB each), and the passes of a round rotate in order. A round's ratio is the read's
  * median time over the kernel's; the result is the median over rounds.

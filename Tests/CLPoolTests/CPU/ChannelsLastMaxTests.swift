@@ -1,0 +1,87 @@
+import CLPool
+import TestSupport
+import Testing
+
+/// The CPU's channels-last max without indices (Sources/CLPoolCPU/pooling_channels.inc, which
+/// takes positions in pairs and probes them for NaN together on AVX-512) gives each channel's
+/// first maximum bit for bit: strict `>` in position order, so among equal values, −0 and +0
+/// included, the first wins; NaN anywhere gives NaN. Checked against a scalar scan for channel
+/// counts that reach full tiles, half tiles, single vectors and scalar tails on every build,
+/// odd and even position counts around the 64-position block, and values whose products
+/// overflow the probe (which must only cost a rescan).
+@Suite struct ChannelsLastMaxTests {
+  /// Values on a coarse grid (many ties) with zeros of both signs; `huge` scales them near the
+  /// type's limit; `nanEvery` puts a NaN in one position of every that-many channels.
+  static func input<S: StorageScalar>(
+    _: S.Type, batch: Int, positions: Int, channels: Int, huge: Bool, nanEvery: Int, random: inout SplitMix64
+  ) throws -> TypedTensor<S> {
+    let scale: S = huge ? S.greatestFiniteMagnitude / 4 : 1
+    var values = (0..<batch * positions * channels).map { _ -> S in
+      let step = Int(random.next() % 9) - 6  // -6 ... 2: a zero in 1 of 9, maxima often tied
+      if step == 0 { return random.next() % 2 == 0 ? -S.zero : S.zero }
+      return S(step) / 2 * scale
+    }
+    if nanEvery > 0 {
+      for n in 0..<batch {
+        for c in stride(from: Int(random.next() % UInt64(nanEvery)), to: channels, by: nanEvery) {
+          values[(n * positions + Int(random.next() % UInt64(positions))) * channels + c] = .nan
+        }
+      }
+    }
+    return try TypedTensor(shape: [batch, positions, 1, channels], scalars: values)
+  }
+
+  /// The first maximum of each (n, c) by a scalar scan, as bit patterns (NaN: nil).
+  static func firstMaxima<S: StorageScalar>(_ x: TypedTensor<S>) -> [S?] {
+    let (batch, positions, channels) = (x.shape[0], x.shape[1], x.shape[3])
+    var result: [S?] = []
+    for n in 0..<batch {
+      for c in 0..<channels {
+        var best = -S.infinity
+        var sawNaN = false
+        for q in 0..<positions {
+          let v = x.scalars[(n * positions + q) * channels + c]
+          if v.isNaN { sawNaN = true }
+          if v > best { best = v }
+        }
+        result.append(sawNaN ? nil : best)
+      }
+    }
+    return result
+  }
+
+  static func check<S: StorageScalar>(_ type: S.Type, huge: Bool) throws {
+    let backend = TestBackends.cpu.backend
+    var random = SplitMix64(seed: TestEnvironment.seed)
+    for channels in [1, 7, 16, 48, 64, 100, 112, 128, 200, 2053] {
+      for positions in [1, 2, 3, 49, 63, 64, 65, 130] {
+        let x = try input(type, batch: 2, positions: positions, channels: channels, huge: huge, nanEvery: 5, random: &random)
+        let got = try backend.globalMaxPool(x, layout: .channelsLast).scalars
+        let expected = firstMaxima(x)
+        // Equal and of the same sign: the same bits, zeros included.
+        let wrong = got.indices.first { i in
+          guard let want = expected[i] else { return !got[i].isNaN }
+          return got[i] != want || got[i].sign != want.sign
+        }
+        #expect(
+          wrong == nil,
+          "\(S.self), \(channels) channels x \(positions) positions\(huge ? ", near the limit" : ""): output \(wrong ?? 0) is \(wrong.map { "\(got[$0])" } ?? ""), not \(wrong.map { expected[$0].map { "\($0)" } ?? "NaN" } ?? "")")
+      }
+    }
+  }
+
+  @Test func float32GivesTheFirstMaximum() throws {
+    try Self.check(Float.self, huge: false)
+    try Self.check(Float.self, huge: true)
+  }
+
+  @Test func float64GivesTheFirstMaximum() throws {
+    try Self.check(Double.self, huge: false)
+    try Self.check(Double.self, huge: true)
+  }
+
+  @Test func float16GivesTheFirstMaximum() throws {
+    try Self.check(Float16.self, huge: false)
+    try Self.check(Float16.self, huge: true)
+  }
+}

@@ -59,6 +59,8 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static size_t element_bytes(int type) { return type == CLPOOL_F16 ? 2 : type == CLPOOL_F32 ? 4 : 8; }
+
 static const char *type_name(int type) {
   return type == CLPOOL_F16 ? "float16" : type == CLPOOL_F32 ? "float32" : "float64";
 }
@@ -127,11 +129,10 @@ static void fill(unsigned char *x, size_t count, int type) {
       state = state * 6364136223846793005ull + 1442695040888963407ull;
       chunk[i] = (double)(state >> 11) / 9007199254740992.0 * 4 - 1;
     }
-    size_t element = type == CLPOOL_F16 ? 2 : type == CLPOOL_F32 ? 4 : 8;
     if (type == CLPOOL_F64)
-      memcpy(x + done * element, chunk, n * element);
+      memcpy(x + done * 8, chunk, n * 8);
     else
-      clpool_convert(CLPOOL_F64, chunk, 0, type, x + done * element, n);
+      clpool_convert(CLPOOL_F64, chunk, 0, type, x + done * element_bytes(type), n);
   }
   free(chunk);
 }
@@ -142,7 +143,7 @@ typedef struct {
 } result_t;
 
 static result_t measure(const case_t *shape, int rounds, int passes, size_t mib, int copies) {
-  size_t element = shape->type == CLPOOL_F16 ? 2 : shape->type == CLPOOL_F32 ? 4 : 8;
+  size_t element = element_bytes(shape->type);
   size_t sample = shape->channels * shape->spatial * element;
   size_t threads = (size_t)sysconf(_SC_NPROCESSORS_ONLN), batch = (mib << 20) / sample;
   if (batch < 2 * threads) batch = 2 * threads;

@@ -36,7 +36,7 @@ python-deps:
 test: lint docs python python-deps
 	swift build $(SWIFT_BUILD_FLAGS) --product clpool
 	swift test $(SWIFT_BUILD_FLAGS)
-	$(PYTHON) -m pytest -q -rs Tests/python
+	$(PYTHON) -m pytest -q -rs Tests/python Tests/bench
 	scripts/check-drivers
 	scripts/gpu-bundle --no-pack
 	scripts/gpu-check --dry-run

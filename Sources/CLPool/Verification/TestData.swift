@@ -1,8 +1,9 @@
 /// Input data for cross-checks: fresh random values, with optional planes of special values.
 public enum TestData {
   public enum Special: Sendable {
-    /// Values on a 0.25 grid (many ties), planes with NaN, with two +Inf, all −Inf, and planes
-    /// whose maximum is zero, −0 and +0 in random places (the first zero decides the sign).
+    /// Values on a 0.25 grid (many ties), planes with NaN of both signs, with two +Inf, all −Inf,
+    /// and planes whose maximum is zero, −0 and +0 in random places (the first zero decides the
+    /// sign).
     case forMax
     /// Planes with NaN, +Inf, −Inf, and both infinities (whose mean is NaN).
     case forAverage
@@ -42,7 +43,7 @@ public enum TestData {
           for s in 0..<spatial { planes[base + s] = (planes[base + s] * 4).rounded() / 4 }
         }
         switch (plane % 6, special) {
-        case (1, _): at(.nan); at(.nan)
+        case (1, _): at(.nan); at(-.nan)  // both signs: a kernel on the bits sees them apart
         case (2, _): at(.infinity); at(.infinity)
         case (3, .forMax): for s in 0..<spatial { planes[base + s] = -.infinity }
         case (3, .forAverage): at(.infinity); at(-.infinity)

@@ -3,28 +3,36 @@ import TestSupport
 import Testing
 
 /// The CPU's channels-last max without indices (Sources/CLPoolCPU/pooling_channels.inc, which
-/// takes positions in pairs and probes them for NaN together on AVX-512) gives each channel's
-/// first maximum bit for bit: strict `>` in position order, so among equal values, −0 and +0
-/// included, the first wins; NaN anywhere gives NaN. Checked against a scalar scan for channel
-/// counts that reach full tiles, half tiles, single vectors and scalar tails on every build,
-/// odd and even position counts around the 64-position block, and values whose products
-/// overflow the probe (which must only cost a rescan).
+/// takes positions in pairs and probes them for NaN together on AVX-512, and for float16
+/// pooling_halves.inc, which decides on the halves' bits) gives each channel's first maximum bit
+/// for bit: strict `>` in position order, so among equal values, −0 and +0 included, the first
+/// wins; NaN of either sign anywhere gives NaN. Checked against a scalar scan for channel counts
+/// that reach full tiles, half tiles, single vectors and scalar tails, odd and even position
+/// counts around the 64-position block, infinities, channels whose values are all negative (−0
+/// among them), and values whose products overflow the probe (which must only cost a rescan).
 @Suite struct ChannelsLastMaxTests {
-  /// Values on a coarse grid (many ties) with zeros of both signs; `huge` scales them near the
-  /// type's limit; `nanEvery` puts a NaN in one position of every that-many channels.
+  /// Values on a coarse grid (many ties) with zeros of both signs and infinities; `huge` scales
+  /// them near the type's limit; `negative` leaves out +0, +Inf and the positive values;
+  /// `nanEvery` puts a NaN of either sign in one position of every that-many channels.
   static func input<S: StorageScalar>(
-    _: S.Type, batch: Int, positions: Int, channels: Int, huge: Bool, nanEvery: Int, random: inout SplitMix64
+    _: S.Type, batch: Int, positions: Int, channels: Int, huge: Bool, negative: Bool = false, nanEvery: Int,
+    random: inout SplitMix64
   ) throws -> TypedTensor<S> {
     let scale: S = huge ? S.greatestFiniteMagnitude / 4 : 1
     var values = (0..<batch * positions * channels).map { _ -> S in
-      let step = Int(random.next() % 9) - 6  // -6 ... 2: a zero in 1 of 9, maxima often tied
-      if step == 0 { return random.next() % 2 == 0 ? -S.zero : S.zero }
-      return S(step) / 2 * scale
+      // -7 ... 3 (-7 ... 0 when negative): a zero in 1 of 11, an infinity at either end, maxima often tied
+      let step = Int(random.next() % (negative ? 8 : 11)) - 7
+      switch step {
+      case 0: return negative || random.next() % 2 == 0 ? -S.zero : S.zero
+      case -7: return -S.infinity
+      case 3: return S.infinity
+      default: return S(step) / 2 * scale
+      }
     }
     if nanEvery > 0 {
       for n in 0..<batch {
         for c in stride(from: Int(random.next() % UInt64(nanEvery)), to: channels, by: nanEvery) {
-          values[(n * positions + Int(random.next() % UInt64(positions))) * channels + c] = .nan
+          values[(n * positions + Int(random.next() % UInt64(positions))) * channels + c] = random.next() % 2 == 0 ? .nan : -.nan
         }
       }
     }
@@ -50,12 +58,13 @@ import Testing
     return result
   }
 
-  static func check<S: StorageScalar>(_ type: S.Type, huge: Bool) throws {
+  static func check<S: StorageScalar>(_ type: S.Type, huge: Bool, negative: Bool = false) throws {
     let backend = TestBackends.cpu.backend
     var random = SplitMix64(seed: TestEnvironment.seed)
     for channels in [1, 7, 16, 48, 64, 100, 112, 128, 200, 2053] {
       for positions in [1, 2, 3, 49, 63, 64, 65, 130] {
-        let x = try input(type, batch: 2, positions: positions, channels: channels, huge: huge, nanEvery: 5, random: &random)
+        let x = try input(
+          type, batch: 2, positions: positions, channels: channels, huge: huge, negative: negative, nanEvery: 5, random: &random)
         let got = try backend.globalMaxPool(x, layout: .channelsLast).scalars
         let expected = firstMaxima(x)
         // Equal and of the same sign: the same bits, zeros included.
@@ -65,7 +74,7 @@ import Testing
         }
         #expect(
           wrong == nil,
-          "\(S.self), \(channels) channels x \(positions) positions\(huge ? ", near the limit" : ""): output \(wrong ?? 0) is \(wrong.map { "\(got[$0])" } ?? ""), not \(wrong.map { expected[$0].map { "\($0)" } ?? "NaN" } ?? "")")
+          "\(S.self), \(channels) channels x \(positions) positions\(huge ? ", near the limit" : "")\(negative ? ", negative" : ""): output \(wrong ?? 0) is \(wrong.map { "\(got[$0])" } ?? ""), not \(wrong.map { expected[$0].map { "\($0)" } ?? "NaN" } ?? "")")
       }
     }
   }
@@ -73,15 +82,18 @@ import Testing
   @Test func float32GivesTheFirstMaximum() throws {
     try Self.check(Float.self, huge: false)
     try Self.check(Float.self, huge: true)
+    try Self.check(Float.self, huge: false, negative: true)
   }
 
   @Test func float64GivesTheFirstMaximum() throws {
     try Self.check(Double.self, huge: false)
     try Self.check(Double.self, huge: true)
+    try Self.check(Double.self, huge: false, negative: true)
   }
 
   @Test func float16GivesTheFirstMaximum() throws {
     try Self.check(Float16.self, huge: false)
     try Self.check(Float16.self, huge: true)
+    try Self.check(Float16.self, huge: false, negative: true)
   }
 }

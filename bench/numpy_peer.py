@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """numpy peer for clpool's benchmark cases; bench/compare runs it in a subprocess.
 
-Reads a JSON list of cases on stdin, each {"op", "shape", "layout", "dtype"} as `clpool bench --json`
-reports them (dtype float32 when absent), and prints one JSON object on stdout: numpy's version, the BLAS it runs on (the
+Reads a JSON list of cases on stdin, each {"op", "shape", "layout", "dtype", "input_copies"} as
+`clpool bench --json` reports them (dtype float32 and one copy when absent), and prints one JSON object on stdout: numpy's version, the BLAS it runs on (the
 OpenBLAS kernel actually chosen at run time, not just the build's), and per case the median and
 minimum seconds over repetitions after warm-up, on data of the case's dtype.
 
 What each case runs is the idiomatic numpy for the same result:
   avg   x.mean(axis=spatial axes)          max   x.max(axis=spatial axes)
   dense y = x @ w; y += b                  head  z = x.mean(axis=spatial); y = z @ w; y += b
+A pooling or head input is held in "input_copies" copies, taken in turn, as clpool's benchmark
+holds it (so that an input larger than the last-level cache is read from memory by both).
 For pooling, "shape" is the input in its layout ([N,C,*spatial] channels-first, [N,*spatial,C]
 channels-last); dense is [M,K,N] (x [M,K], w [K,N]); head is the feature shape followed by the
 number of classes, e.g. [N,C,H,W,classes].
@@ -18,6 +20,7 @@ OpenBLAS reads them once, when it is loaded, and a forced core type or cache siz
 """
 import argparse
 import ctypes
+import itertools
 import json
 import math
 import os
@@ -72,12 +75,17 @@ def prepare(case, rng):
     def data(*dims):
         return rng.standard_normal(dims, dtype=np.float32).astype(dtype, copy=False)
 
+    def rotating(*dims):
+        """The next of the case's input copies at each call."""
+        return itertools.cycle([data(*dims) for _ in range(int(case.get("input_copies") or 1))]).__next__
+
     if op in ("avg", "max"):
-        x = data(*shape)
+        inputs = rotating(*shape)
         axes = spatial_axes(len(shape), layout)
-        reduce = x.mean if op == "avg" else x.max
-        pooled = x.size // math.prod(shape[a] for a in axes)
-        return (lambda: reduce(axis=axes)), x.nbytes + pooled * f32, None
+        reduce = np.mean if op == "avg" else np.max
+        elements = math.prod(shape)
+        pooled = elements // math.prod(shape[a] for a in axes)
+        return (lambda: reduce(inputs(), axis=axes)), (elements + pooled) * f32, None
     if op == "dense":
         m, k, n = shape
         x, w, b = data(m, k), data(k, n), data(n)
@@ -90,16 +98,16 @@ def prepare(case, rng):
     if op == "head":
         features, classes = shape[:-1], shape[-1]
         channels = channel_count(features, layout)
-        x, w, b = data(*features), data(channels, classes), data(classes)
+        inputs, w, b = rotating(*features), data(channels, classes), data(classes)
         axes = spatial_axes(len(features), layout)
-        rows = features[0]
+        rows, elements = features[0], math.prod(features)
 
         def head():
-            y = x.mean(axis=axes) @ w
+            y = inputs().mean(axis=axes) @ w
             y += b
             return y
-        return (head, (x.size + w.size + b.size + rows * classes) * f32,
-                float(x.size) + 2.0 * rows * channels * classes)
+        return (head, (elements + w.size + b.size + rows * classes) * f32,
+                float(elements) + 2.0 * rows * channels * classes)
     raise ValueError(f"unknown op {op!r}")
 
 

@@ -16,8 +16,10 @@ struct BenchCommand: ParsableCommand {
     discussion: """
       With no --op/--shape the default suite runs. Times are end to end (upload, kernels, \
       download) with medians and minima over repetitions after one warm-up call; OpenCL rows also \
-      give the kernel-only median from profiling events. bench/compare puts these next to numpy, \
-      OpenBLAS, CLBlast and the machine's memory bandwidth.
+      give the kernel-only median from profiling events. A pooling or head input larger than the \
+      last-level cache is held in enough copies (COPIES), taken in turn, that each call reads it \
+      from memory, as it would a fresh batch. bench/compare puts these next to numpy, OpenBLAS, \
+      CLBlast and the machine's memory bandwidth.
 
       Example: the ResNet-50 head on 256 samples, channels-last, on every backend:
         clpool bench --op head --shape 256x7x7x2048 --layout nhwc
@@ -76,7 +78,7 @@ struct BenchCommand: ParsableCommand {
     let allBackends = try backendOptions.selection().makeAllBackends()
     var results: [BenchmarkResult] = []
     if !json {
-      print(row(["OP", "SHAPE", "LAYOUT", "DTYPE", "BACKEND", "MEDIAN", "MIN", "KERNEL", "GB/s", "GFLOP/s", "REPS"]))
+      print(row(["OP", "SHAPE", "LAYOUT", "DTYPE", "BACKEND", "MEDIAN", "MIN", "KERNEL", "GB/s", "GFLOP/s", "REPS", "COPIES"]))
     }
     // A storage type a device lacks (float64 without cl_khr_fp64) skips that backend, saying why.
     let backends = try allBackends.filter { backend in
@@ -97,14 +99,14 @@ struct BenchCommand: ParsableCommand {
             result.op, Tensor.describe(result.shape), layoutColumn(result),
             result.dtype, result.backend, milliseconds(result.median_s), milliseconds(result.min_s),
             result.kernel_median_s.map(milliseconds) ?? "-", String(format: "%.1f", result.gbps),
-            result.gflops.map { String(format: "%.1f", $0) } ?? "-", "\(result.repetitions)",
+            result.gflops.map { String(format: "%.1f", $0) } ?? "-", "\(result.repetitions)", "\(result.input_copies)",
           ]))
           fflush(nil)
         }
       }
     }
     if json {
-      try printJSON(BenchReport(devices: backends.map(\.label), cases: results))
+      try printJSON(BenchReport(devices: backends.map(\.label), last_level_cache_bytes: Benchmark.lastLevelCacheBytes, cases: results))
     } else {
       for backend in backends { print("backend \(backend.label)") }
     }
@@ -119,7 +121,7 @@ struct BenchCommand: ParsableCommand {
   private func milliseconds(_ seconds: Double) -> String { String(format: "%.3f ms", seconds * 1e3) }
 
   private func row(_ cells: [String]) -> String {
-    let widths = [5, 18, 6, 7, 7, 11, 11, 11, 8, 8, 5]
+    let widths = [5, 18, 6, 7, 7, 11, 11, 11, 8, 8, 6, 6]
     return zip(cells, widths).map { cell, width in
       cell.count >= width ? cell : cell + String(repeating: " ", count: width - cell.count)
     }.joined(separator: " ")
@@ -128,5 +130,7 @@ struct BenchCommand: ParsableCommand {
 
 private struct BenchReport: Encodable {
   let devices: [String]
+  /// What `Benchmark.inputCopies` went by.
+  let last_level_cache_bytes: Int?
   let cases: [BenchmarkResult]
 }

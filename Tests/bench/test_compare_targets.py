@@ -1,20 +1,6 @@
-"""bench/compare's judgement of issue 13's targets, on rows built by hand."""
-import importlib.machinery
-import importlib.util
-from pathlib import Path
-
+"""bench/compare's judgement of issue 13's targets, on rows built by hand (the `compare` fixture:
+conftest.py)."""
 import pytest
-
-COMPARE = Path(__file__).resolve().parents[2] / "bench" / "compare"
-
-
-@pytest.fixture(scope="module")
-def compare():
-    loader = importlib.machinery.SourceFileLoader("bench_compare", str(COMPARE))
-    spec = importlib.util.spec_from_loader("bench_compare", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 def row(op, shape, layout, dtype, rounds):

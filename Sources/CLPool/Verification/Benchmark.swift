@@ -110,11 +110,15 @@ public struct BenchmarkResult: Encodable, Sendable {
   public let gbps: Double
   public let gflops: Double?
   public let repetitions: Int
+  /// Pooling and head: the copies of the input the repetitions took in turn (`Benchmark.inputCopies`).
+  public let input_copies: Int
 }
 
 public enum Benchmark {
   /// Times `testCase` on `backend`: one warm-up call (first-launch compilation is excluded), then
   /// repetitions until both `minimumRepetitions` and `minimumSeconds` are reached (at most 1000).
+  /// A pooling or head input larger than the last-level cache is held in `inputCopies` copies,
+  /// taken in turn, so that each call reads its input from memory as it would a fresh batch.
   public static func run(
     _ testCase: BenchmarkCase, on backend: any Backend, minimumRepetitions: Int = 5,
     minimumSeconds: Double = 0.5
@@ -123,7 +127,7 @@ public enum Benchmark {
     guard (1...maximumRepetitions).contains(minimumRepetitions) else {
       throw CLPoolError.invalidArgument("repetitions must be from 1 to \(maximumRepetitions), got \(minimumRepetitions)")
     }
-    let (call, bytes, flops) = try prepare(testCase, testCase.scalarType.staticType, on: backend)
+    let (call, bytes, flops, copies) = try prepare(testCase, testCase.scalarType.staticType, on: backend)
     _ = try call()  // warm-up
     var times: [Double] = []
     var kernelTimes: [Double] = []
@@ -144,7 +148,30 @@ public enum Benchmark {
       backend: backend.kind.rawValue,
       device: backend.deviceName, median_s: median, min_s: times.min()!,
       kernel_median_s: kernelTimes.isEmpty ? nil : Self.median(kernelTimes), bytes: bytes, flops: flops,
-      gbps: bytes / median / 1e9, gflops: flops.map { $0 / median / 1e9 }, repetitions: times.count)
+      gbps: bytes / median / 1e9, gflops: flops.map { $0 / median / 1e9 }, repetitions: times.count,
+      input_copies: copies)
+  }
+
+  /// The largest cache of CPU 0 in bytes (Linux sysfs), or nil where the system does not say.
+  public static let lastLevelCacheBytes: Int? = {
+    let directory = "/sys/devices/system/cpu/cpu0/cache"
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    let sizes = entries.filter { $0.hasPrefix("index") }.compactMap { entry -> Int? in
+      guard let text = try? String(contentsOfFile: "\(directory)/\(entry)/size", encoding: .utf8) else { return nil }
+      let size = text.trimmingCharacters(in: .whitespacesAndNewlines)
+      let scale = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30][String(size.suffix(1))]
+      guard let count = Int(scale == nil ? size : String(size.dropLast())) else { return nil }
+      return count * (scale ?? 1)
+    }
+    return sizes.max()
+  }()
+
+  /// How many copies of an input of `bytes` the repetitions take in turn: one where it fits in a
+  /// `cache`-byte last-level cache (or the cache is unknown), else enough that the other copies
+  /// read between two reads of one copy add up to twice the cache, which leaves little of it there.
+  public static func inputCopies(bytes: Int, cache: Int?) -> Int {
+    guard let cache, cache > 0, bytes > cache else { return 1 }
+    return 1 + (2 * cache + bytes - 1) / bytes
   }
 
   /// The most repetitions a case may ask for (each keeps its time).
@@ -154,7 +181,7 @@ public enum Benchmark {
   /// device seconds, all of its library calls together) with the bytes it moves and the
   /// floating-point operations it does.
   private static func prepare<S: StorageScalar>(_ testCase: BenchmarkCase, _: S.Type, on backend: any Backend) throws
-    -> (call: () throws -> Double?, bytes: Double, flops: Double?)
+    -> (call: () throws -> Double?, bytes: Double, flops: Double?, copies: Int)
   {
     var random = SplitMix64(seed: 0x5EED)
     func uniform(_ shape: [Int], in range: Range<Float>) throws -> TypedTensor<S> {
@@ -162,16 +189,30 @@ public enum Benchmark {
       return TypedTensor(converting: try TestData.uniform(shape, in: range, random: &random))
     }
     let width = Double(S.scalarType.byteWidth)
+    var copies = 1
+    /// The pooling or head input's copies, and the call that takes the next one.
+    func rotatingInputs() throws -> () -> TypedTensor<S> {
+      let elements = try Tensor.elementCount(of: testCase.shape)
+      copies = inputCopies(bytes: elements * S.scalarType.byteWidth, cache: lastLevelCacheBytes)
+      try HostMemory.check(elements: elements, copies, width: S.scalarType.byteWidth, what: "benchmark input copies")
+      let inputs = try (0..<copies).map { _ in try uniform(testCase.shape, in: -1..<3) }
+      var next = 0
+      return {
+        defer { next = (next + 1) % inputs.count }
+        return inputs[next]
+      }
+    }
     let call: () throws -> Double?
     let bytes: Double
     var flops: Double?
     switch testCase.operation {
     case .pool(let operation):
-      let x = try uniform(testCase.shape, in: -1..<3)
-      let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
-      bytes = Double(x.count + geometry.planes) * width
+      let geometry = try PoolGeometry(shape: testCase.shape, layout: testCase.layout)
+      let input = try rotatingInputs()
+      bytes = Double(geometry.planes * geometry.spatialSize + geometry.planes) * width
       call = {
-        try KernelTimer.measure {
+        let x = input()
+        return try KernelTimer.measure {
           _ = try operation == .average
             ? backend.globalAveragePool(x, layout: testCase.layout)
             : backend.globalMaxPool(x, layout: testCase.layout)
@@ -186,14 +227,16 @@ public enum Benchmark {
       flops = 2 * Double(m) * Double(k) * Double(n)
       call = { try KernelTimer.measure { _ = try backend.dense(x, weight: w, bias: b) }.1 }
     case .head(let fused):
-      let x = try uniform(testCase.shape, in: -1..<3)
-      let geometry = try PoolGeometry(shape: x.shape, layout: testCase.layout)
+      let geometry = try PoolGeometry(shape: testCase.shape, layout: testCase.layout)
+      let input = try rotatingInputs()
       let w = try uniform([geometry.channels, testCase.classes], in: -0.02..<0.02)
       let b = try uniform([testCase.classes], in: -0.1..<0.1)
-      bytes = Double(x.count + w.count + b.count + geometry.batch * testCase.classes) * width
-      flops = 2 * Double(geometry.batch) * Double(geometry.channels) * Double(testCase.classes) + Double(x.count)
+      let elements = geometry.planes * geometry.spatialSize
+      bytes = Double(elements + w.count + b.count + geometry.batch * testCase.classes) * width
+      flops = 2 * Double(geometry.batch) * Double(geometry.channels) * Double(testCase.classes) + Double(elements)
       call = {
-        try KernelTimer.measure {
+        let x = input()
+        return try KernelTimer.measure {
           if fused {
             _ = try backend.head(x, layout: testCase.layout, weight: w, bias: b, activation: .softmax)
           } else {
@@ -203,7 +246,7 @@ public enum Benchmark {
         }.1
       }
     }
-    return (call, bytes, flops)
+    return (call, bytes, flops, copies)
   }
 
   static func median(_ values: [Double]) -> Double {

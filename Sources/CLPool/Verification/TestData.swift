@@ -5,7 +5,7 @@ public enum TestData {
     /// and planes whose maximum is zero, −0 and +0 in random places (the first zero decides the
     /// sign).
     case forMax
-    /// Planes with NaN, +Inf, −Inf, and both infinities (whose mean is NaN).
+    /// Planes with NaN of both signs, +Inf, −Inf, and both infinities (whose mean is NaN).
     case forAverage
   }
 

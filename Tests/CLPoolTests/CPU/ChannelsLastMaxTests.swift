@@ -6,10 +6,11 @@ import Testing
 /// takes positions in pairs and probes them for NaN together on AVX-512, and for float16
 /// pooling_halves.inc, which decides on the halves' bits) gives each channel's first maximum bit
 /// for bit: strict `>` in position order, so among equal values, −0 and +0 included, the first
-/// wins; NaN of either sign anywhere gives NaN. Checked against a scalar scan for channel counts
-/// that reach full tiles, half tiles, single vectors and scalar tails, odd and even position
-/// counts around the 64-position block, infinities, channels whose values are all negative (−0
-/// among them), and values whose products overflow the probe (which must only cost a rescan).
+/// wins; NaN of either sign and any payload anywhere gives the type's quiet NaN. Checked against
+/// a scalar scan for channel counts that reach full tiles, half tiles, single vectors and scalar
+/// tails, odd and even position counts around the 64-position block, infinities, subnormals,
+/// channels whose values are all negative (−0 among them), and values whose products overflow the
+/// probe (which must only cost a rescan).
 @Suite struct ChannelsLastMaxTests {
   /// Values on a coarse grid (many ties) with zeros of both signs and infinities; `huge` scales
   /// them near the type's limit; `negative` leaves out +0, +Inf and the positive values;
@@ -20,19 +21,26 @@ import Testing
   ) throws -> TypedTensor<S> {
     let scale: S = huge ? S.greatestFiniteMagnitude / 4 : 1
     var values = (0..<batch * positions * channels).map { _ -> S in
-      // -7 ... 3 (-7 ... 0 when negative): a zero in 1 of 11, an infinity at either end, maxima often tied
-      let step = Int(random.next() % (negative ? 8 : 11)) - 7
+      // -8 ... 3 (-8 ... 0 when negative): a zero in 1 of 12, an infinity at either end, a
+      // subnormal, maxima often tied
+      let step = Int(random.next() % (negative ? 9 : 12)) - 8
       switch step {
       case 0: return negative || random.next() % 2 == 0 ? -S.zero : S.zero
-      case -7: return -S.infinity
+      case -8: return -S.infinity
       case 3: return S.infinity
+      case -7: return S.leastNonzeroMagnitude * S(Int(random.next() % 7) - (negative ? 7 : 3))
       default: return S(step) / 2 * scale
       }
     }
     if nanEvery > 0 {
       for n in 0..<batch {
         for c in stride(from: Int(random.next() % UInt64(nanEvery)), to: channels, by: nanEvery) {
-          values[(n * positions + Int(random.next() % UInt64(positions))) * channels + c] = random.next() % 2 == 0 ? .nan : -.nan
+          // quiet NaNs of either sign with small payloads
+          let quiet: S.RawSignificand = 1 << (S.significandBitCount - 1)
+          let payload = S.RawSignificand(random.next() % 8)
+          let sign: FloatingPointSign = random.next() % 2 == 0 ? .plus : .minus
+          let nan = S(sign: sign, exponentBitPattern: S.infinity.exponentBitPattern, significandBitPattern: quiet | payload)
+          values[(n * positions + Int(random.next() % UInt64(positions))) * channels + c] = nan
         }
       }
     }
@@ -67,9 +75,13 @@ import Testing
           type, batch: 2, positions: positions, channels: channels, huge: huge, negative: negative, nanEvery: 5, random: &random)
         let got = try backend.globalMaxPool(x, layout: .channelsLast).scalars
         let expected = firstMaxima(x)
-        // Equal and of the same sign: the same bits, zeros included.
+        // Equal and of the same sign: the same bits, zeros and subnormals included; NaN as the
+        // type's quiet NaN (0x7e00 for float16), whichever NaN the input held.
         let wrong = got.indices.first { i in
-          guard let want = expected[i] else { return !got[i].isNaN }
+          guard let want = expected[i] else {
+            let (bits, quietNaN): ([UInt8], [UInt8]) = (withUnsafeBytes(of: got[i], Array.init), withUnsafeBytes(of: S.nan, Array.init))
+            return bits != quietNaN
+          }
           return got[i] != want || got[i].sign != want.sign
         }
         #expect(

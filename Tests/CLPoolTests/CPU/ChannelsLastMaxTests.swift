@@ -3,21 +3,24 @@ import TestSupport
 import Testing
 
 /// The CPU's channels-last max without indices (Sources/CLPoolCPU/pooling_channels.inc, which
-/// takes positions in pairs and probes them for NaN together on AVX-512, and for float16
+/// reads rows wider than a tile a row at a time with one NaN probe for the call, otherwise takes
+/// positions in pairs and probes them for NaN together on AVX-512, and for float16
 /// pooling_halves.inc, which decides on the halves' bits) gives each channel's first maximum bit
 /// for bit: strict `>` in position order, so among equal values, −0 and +0 included, the first
 /// wins; NaN of either sign and any payload anywhere gives the type's quiet NaN. Checked against
 /// a scalar scan for channel counts that reach full tiles, half tiles, single vectors and scalar
 /// tails, odd and even position counts around the 64-position block, infinities, subnormals,
 /// channels whose values are all negative (−0 among them), and values whose products overflow the
-/// probe (which must only cost a rescan).
+/// probe (which must only cost a rescan); and the same without NaN and infinities, the inputs the
+/// row-at-a-time path keeps (it hands any other to the blocked path).
 @Suite struct ChannelsLastMaxTests {
   /// Values on a coarse grid (many ties) with zeros of both signs and infinities; `huge` scales
   /// them near the type's limit; `negative` leaves out +0, +Inf and the positive values;
-  /// `nanEvery` puts a NaN of either sign in one position of every that-many channels.
+  /// `nanEvery` puts a NaN of either sign in one position of every that-many channels; without
+  /// `infinities` the ends of the grid are finite.
   static func input<S: StorageScalar>(
     _: S.Type, batch: Int, positions: Int, channels: Int, huge: Bool, negative: Bool = false, nanEvery: Int,
-    random: inout SplitMix64
+    infinities: Bool = true, random: inout SplitMix64
   ) throws -> TypedTensor<S> {
     let scale: S = huge ? S.greatestFiniteMagnitude / 4 : 1
     var values = (0..<batch * positions * channels).map { _ -> S in
@@ -26,8 +29,8 @@ import Testing
       let step = Int(random.next() % (negative ? 9 : 12)) - 8
       switch step {
       case 0: return negative || random.next() % 2 == 0 ? -S.zero : S.zero
-      case -8: return -S.infinity
-      case 3: return S.infinity
+      case -8: return infinities ? -S.infinity : -4 * scale
+      case 3: return infinities ? S.infinity : 3 / 2 * scale
       case -7: return S.leastNonzeroMagnitude * S(Int(random.next() % 7) - (negative ? 7 : 3))
       default: return S(step) / 2 * scale
       }
@@ -70,9 +73,10 @@ import Testing
     let backend = TestBackends.cpu.backend
     var random = SplitMix64(seed: TestEnvironment.seed)
     for channels in [1, 7, 16, 48, 64, 100, 112, 128, 200, 2053] {
-      for positions in [1, 2, 3, 49, 63, 64, 65, 130] {
+      for (positions, special) in [1, 2, 3, 49, 63, 64, 65, 130].flatMap({ [($0, true), ($0, false)] }) {
         let x = try input(
-          type, batch: 2, positions: positions, channels: channels, huge: huge, negative: negative, nanEvery: 5, random: &random)
+          type, batch: 2, positions: positions, channels: channels, huge: huge, negative: negative,
+          nanEvery: special ? 5 : 0, infinities: special, random: &random)
         let got = try backend.globalMaxPool(x, layout: .channelsLast).scalars
         let expected = firstMaxima(x)
         // Equal and of the same sign: the same bits, zeros and subnormals included; NaN as the
@@ -86,7 +90,7 @@ import Testing
         }
         #expect(
           wrong == nil,
-          "\(S.self), \(channels) channels x \(positions) positions\(huge ? ", near the limit" : "")\(negative ? ", negative" : ""): output \(wrong ?? 0) is \(wrong.map { "\(got[$0])" } ?? ""), not \(wrong.map { expected[$0].map { "\($0)" } ?? "NaN" } ?? "")")
+          "\(S.self), \(channels) channels x \(positions) positions\(huge ? ", near the limit" : "")\(negative ? ", negative" : "")\(special ? "" : ", finite"): output \(wrong ?? 0) is \(wrong.map { "\(got[$0])" } ?? ""), not \(wrong.map { expected[$0].map { "\($0)" } ?? "NaN" } ?? "")")
       }
     }
   }

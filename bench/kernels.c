@@ -65,26 +65,13 @@ static const char *type_name(int type) {
   return type == CLPOOL_F16 ? "float16" : type == CLPOOL_F32 ? "float32" : "float64";
 }
 
-/* The read: 32 float lanes so the loads, not the adds, are the limit (as bench/membw.c, which is
- * built for the machine: the clones give this loop the widest vectors the CPU has). */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static double read_bytes(const unsigned char *p, size_t bytes) {
-  const float *x = (const float *)p;
-  size_t count = bytes / sizeof(float) / 32 * 32;
-  float lanes[32] = {0};
-  for (size_t i = 0; i < count; i += 32)
-    for (int j = 0; j < 32; ++j) lanes[j] += x[i + j];
-  double total = 0;
-  for (int j = 0; j < 32; ++j) total += lanes[j];
-  return total;
-}
-
 static void run_task(void *context, size_t task) {
   pass_t *pass = context;
   const case_t *shape = pass->shape;
   size_t sample = shape->channels * shape->spatial * pass->element;
   size_t begin = pass->batch * task / pass->tasks, end = pass->batch * (task + 1) / pass->tasks;
   if (pass->operation == READ) {
-    pass->sums[task] = read_bytes(pass->x + begin * sample, (end - begin) * sample);
+    pass->sums[task] = clpool_read_bytes(pass->x + begin * sample, (end - begin) * sample);
     return;
   }
   size_t out_element = pass->element;

@@ -18,8 +18,10 @@ struct BenchCommand: ParsableCommand {
       download) with medians and minima over repetitions after one warm-up call; OpenCL rows also \
       give the kernel-only median from profiling events. A pooling or head input larger than the \
       last-level cache is held in enough copies (COPIES), taken in turn, that each call reads it \
-      from memory, as it would a fresh batch. bench/compare puts these next to numpy, OpenBLAS, \
-      CLBlast and the machine's memory bandwidth.
+      from memory, as it would a fresh batch; for pooling, each repetition is then followed by a \
+      plain read of the next copy on every core, and READ GB/s and %READ give that read's rate and \
+      the case's share of it, the read ceiling measured next to the case. bench/compare puts these \
+      next to numpy, OpenBLAS, CLBlast and the machine's memory bandwidth.
 
       Example: the ResNet-50 head on 256 samples, channels-last, on every backend:
         clpool bench --op head --shape 256x7x7x2048 --layout nhwc
@@ -78,7 +80,7 @@ struct BenchCommand: ParsableCommand {
     let allBackends = try backendOptions.selection().makeAllBackends()
     var results: [BenchmarkResult] = []
     if !json {
-      print(row(["OP", "SHAPE", "LAYOUT", "DTYPE", "BACKEND", "MEDIAN", "MIN", "KERNEL", "GB/s", "GFLOP/s", "REPS", "COPIES"]))
+      print(row(["OP", "SHAPE", "LAYOUT", "DTYPE", "BACKEND", "MEDIAN", "MIN", "KERNEL", "GB/s", "GFLOP/s", "REPS", "COPIES", "READ GB/s", "%READ"]))
     }
     // A storage type a device lacks (float64 without cl_khr_fp64) skips that backend, saying why.
     let backends = try allBackends.filter { backend in
@@ -100,6 +102,7 @@ struct BenchCommand: ParsableCommand {
             result.dtype, result.backend, milliseconds(result.median_s), milliseconds(result.min_s),
             result.kernel_median_s.map(milliseconds) ?? "-", String(format: "%.1f", result.gbps),
             result.gflops.map { String(format: "%.1f", $0) } ?? "-", "\(result.repetitions)", "\(result.input_copies)",
+            result.read_gbps.map { String(format: "%.1f", $0) } ?? "-", result.pct_read.map { String(format: "%.0f%%", $0) } ?? "-",
           ]))
           fflush(nil)
         }
@@ -121,7 +124,7 @@ struct BenchCommand: ParsableCommand {
   private func milliseconds(_ seconds: Double) -> String { String(format: "%.3f ms", seconds * 1e3) }
 
   private func row(_ cells: [String]) -> String {
-    let widths = [5, 18, 6, 7, 7, 11, 11, 11, 8, 8, 6, 6]
+    let widths = [5, 18, 6, 7, 7, 11, 11, 11, 8, 8, 6, 6, 9, 5]
     return zip(cells, widths).map { cell, width in
       cell.count >= width ? cell : cell + String(repeating: " ", count: width - cell.count)
     }.joined(separator: " ")

@@ -19,7 +19,8 @@
   void convert_##suffix(int, const void *, int, int, void *, size_t);                                \
   void transpose_##suffix(int, const void *, size_t, size_t, void *);                                 \
   void activate_##suffix(int, void *, size_t, size_t, int);                                            \
-  void gemm_##suffix(int, const void *, const void *, const void *, void *, size_t, size_t, size_t, size_t, size_t, size_t);
+  void gemm_##suffix(int, const void *, const void *, const void *, void *, size_t, size_t, size_t, size_t, size_t, size_t); \
+  double read_bytes_##suffix(const void *, size_t);
 DECLARE(baseline)
 #if defined(__x86_64__)
 DECLARE(avx2)
@@ -128,3 +129,5 @@ void clpool_transpose(int type, const void *source, size_t rows, size_t cols, vo
 void clpool_activate(int type, void *y, size_t rows, size_t cols, int activation) {
   FORWARD(activate, type, y, rows, cols, activation);
 }
+
+double clpool_read_bytes(const void *p, size_t bytes) { FORWARD_AVX512(read_bytes, p, bytes); }

@@ -1,3 +1,4 @@
+import CLPoolCPU
 import Foundation
 
 /// One benchmark case: an operation on one input shape.
@@ -112,13 +113,24 @@ public struct BenchmarkResult: Encodable, Sendable {
   public let repetitions: Int
   /// Pooling and head: the copies of the input the repetitions took in turn (`Benchmark.inputCopies`).
   public let input_copies: Int
+  /// Pooling with more than one copy (an input larger than the last-level cache): the median of
+  /// plain reads of the next copy on every core, one after each repetition (`clpool_read_bytes`,
+  /// split as the kernels split the batch), the read ceiling measured next to the case.
+  public let read_median_s: Double?
+  /// The input's bytes per `read_median_s` second.
+  public let read_gbps: Double?
+  /// 100 × `read_median_s` / `median_s`: the case's share of the read beside it.
+  public let pct_read: Double?
 }
 
 public enum Benchmark {
   /// Times `testCase` on `backend`: one warm-up call (first-launch compilation is excluded), then
   /// repetitions until both `minimumRepetitions` and `minimumSeconds` are reached (at most 1000).
   /// A pooling or head input larger than the last-level cache is held in `inputCopies` copies,
-  /// taken in turn, so that each call reads its input from memory as it would a fresh batch.
+  /// taken in turn, so that each call reads its input from memory as it would a fresh batch; for
+  /// such a pooling input each repetition is followed by a plain read of the next copy, so that
+  /// the case's share of the read ceiling is measured under the same bandwidth (which moves
+  /// between 30 and 80 GB/s from minute to minute on a shared machine).
   public static func run(
     _ testCase: BenchmarkCase, on backend: any Backend, minimumRepetitions: Int = 5,
     minimumSeconds: Double = 0.5
@@ -127,10 +139,11 @@ public enum Benchmark {
     guard (1...maximumRepetitions).contains(minimumRepetitions) else {
       throw CLPoolError.invalidArgument("repetitions must be from 1 to \(maximumRepetitions), got \(minimumRepetitions)")
     }
-    let (call, bytes, flops, copies) = try prepare(testCase, testCase.scalarType.staticType, on: backend)
+    let (call, bytes, flops, copies, read) = try prepare(testCase, testCase.scalarType.staticType, on: backend)
     _ = try call()  // warm-up
     var times: [Double] = []
     var kernelTimes: [Double] = []
+    var readTimes: [Double] = []
     let start = DispatchTime.now().uptimeNanoseconds
     while times.count < minimumRepetitions
       || (Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 < minimumSeconds && times.count < 1000)
@@ -139,8 +152,14 @@ public enum Benchmark {
       let kernel = try call()
       times.append(Double(DispatchTime.now().uptimeNanoseconds - before) * 1e-9)
       if let kernel { kernelTimes.append(kernel) }
+      if let read {
+        let readStart = DispatchTime.now().uptimeNanoseconds
+        read.next()
+        readTimes.append(Double(DispatchTime.now().uptimeNanoseconds - readStart) * 1e-9)
+      }
     }
     let median = Self.median(times)
+    let readMedian = readTimes.isEmpty ? nil : Self.median(readTimes)
     return BenchmarkResult(
       op: testCase.operation.name, shape: testCase.shape,
       layout: testCase.operation == .dense ? nil : testCase.layout.rawValue,
@@ -149,7 +168,8 @@ public enum Benchmark {
       device: backend.deviceName, median_s: median, min_s: times.min()!,
       kernel_median_s: kernelTimes.isEmpty ? nil : Self.median(kernelTimes), bytes: bytes, flops: flops,
       gbps: bytes / median / 1e9, gflops: flops.map { $0 / median / 1e9 }, repetitions: times.count,
-      input_copies: copies)
+      input_copies: copies, read_median_s: readMedian, read_gbps: readMedian.map { Double(read!.bytes) / $0 / 1e9 },
+      pct_read: readMedian.map { 100 * $0 / median })
   }
 
   /// The largest cache of CPU 0 in bytes (Linux sysfs), or nil where the system does not say.
@@ -177,11 +197,24 @@ public enum Benchmark {
   /// The most repetitions a case may ask for (each keeps its time).
   public static let maximumRepetitions = 100_000
 
+  /// Reads every byte of `x` on every core, a contiguous range of samples per task as the CPU
+  /// kernels take them (`parallelFor` over the batch).
+  static func readAll<S: StorageScalar>(_ x: TypedTensor<S>) {
+    let batch = max(1, x.shape.first ?? 1)
+    x.scalars.withUnsafeBytes { raw in
+      let sample = raw.count / batch
+      parallelFor(batch, grain: 1) { range in
+        _ = clpool_read_bytes(raw.baseAddress! + range.lowerBound * sample, range.count * sample)
+      }
+    }
+  }
+
   /// The case's inputs in storage type S, and the call to time (returning the OpenCL kernels'
   /// device seconds, all of its library calls together) with the bytes it moves and the
-  /// floating-point operations it does.
+  /// floating-point operations it does; for a pooling input in several copies, the read of the
+  /// next copy and its bytes.
   private static func prepare<S: StorageScalar>(_ testCase: BenchmarkCase, _: S.Type, on backend: any Backend) throws
-    -> (call: () throws -> Double?, bytes: Double, flops: Double?, copies: Int)
+    -> (call: () throws -> Double?, bytes: Double, flops: Double?, copies: Int, read: (next: () -> Void, bytes: Int)?)
   {
     var random = SplitMix64(seed: 0x5EED)
     func uniform(_ shape: [Int], in range: Range<Float>) throws -> TypedTensor<S> {
@@ -205,11 +238,15 @@ public enum Benchmark {
     let call: () throws -> Double?
     let bytes: Double
     var flops: Double?
+    var read: (next: () -> Void, bytes: Int)?
     switch testCase.operation {
     case .pool(let operation):
       let geometry = try PoolGeometry(shape: testCase.shape, layout: testCase.layout)
       let input = try rotatingInputs()
       bytes = Double(geometry.planes * geometry.spatialSize + geometry.planes) * width
+      if copies > 1 {
+        read = ({ readAll(input()) }, geometry.planes * geometry.spatialSize * S.scalarType.byteWidth)
+      }
       call = {
         let x = input()
         return try KernelTimer.measure {
@@ -246,7 +283,7 @@ public enum Benchmark {
         }.1
       }
     }
-    return (call, bytes, flops, copies)
+    return (call, bytes, flops, copies, read)
   }
 
   static func median(_ values: [Double]) -> Double {

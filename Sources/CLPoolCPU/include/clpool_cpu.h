@@ -85,6 +85,10 @@ void clpool_transpose(int type, const void *source, size_t rows, size_t cols, vo
 /* In place on y [rows, cols] of acc: 1 relu, 2 sigmoid, 3 softmax per row, 0 nothing. */
 void clpool_activate(int type, void *y, size_t rows, size_t cols, int activation);
 
+/* Reads [p, p + bytes) rounded down to whole 128-byte lines and returns the sum of its floats: the
+ * plain read a benchmark times beside a kernel (what reading the same bytes costs at that moment). */
+double clpool_read_bytes(const void *p, size_t bytes);
+
 /* Runs body(context, task) for every task in [0, tasks) on this thread and up to threads - 1
  * worker threads (workers.c), and returns when all have run; a task's result must not depend on
  * which thread runs it. Workers spin for CLPOOL_SPIN_US microseconds (default 1000) after a job

@@ -114,8 +114,8 @@ public struct BenchmarkResult: Encodable, Sendable {
   /// Pooling and head: the copies of the input the repetitions took in turn (`Benchmark.inputCopies`).
   public let input_copies: Int
   /// Pooling with more than one copy (an input larger than the last-level cache): the median of
-  /// plain reads of the next copy on every core, one after each repetition (`clpool_read_bytes`,
-  /// split as the kernels split the batch), the read ceiling measured next to the case.
+  /// plain reads of the next copy on every core, one after each repetition (`clpool_read_bytes`),
+  /// the read ceiling measured next to the case.
   public let read_median_s: Double?
   /// The input's bytes per `read_median_s` second.
   public let read_gbps: Double?
@@ -197,14 +197,15 @@ public enum Benchmark {
   /// The most repetitions a case may ask for (each keeps its time).
   public static let maximumRepetitions = 100_000
 
-  /// Reads every byte of `x` on every core, a contiguous range of samples per task as the CPU
-  /// kernels take them (`parallelFor` over the batch).
+  /// Reads every byte of `x` on every core: four contiguous ranges of whole cache lines per core,
+  /// taken as the kernels' tasks are (`parallelFor`), whatever the batch.
   static func readAll<S: StorageScalar>(_ x: TypedTensor<S>) {
-    let batch = max(1, x.shape.first ?? 1)
     x.scalars.withUnsafeBytes { raw in
-      let sample = raw.count / batch
-      parallelFor(batch, grain: 1) { range in
-        _ = clpool_read_bytes(raw.baseAddress! + range.lowerBound * sample, range.count * sample)
+      let lines = raw.count / 64
+      parallelFor(min(lines, 4 * CPUInfo.activeCores), grain: 1) { range in
+        let tasks = min(lines, 4 * CPUInfo.activeCores)
+        let (begin, end) = (lines * range.lowerBound / tasks, lines * range.upperBound / tasks)
+        _ = clpool_read_bytes(raw.baseAddress! + begin * 64, (end - begin) * 64)
       }
     }
   }

@@ -197,15 +197,16 @@ public enum Benchmark {
   /// The most repetitions a case may ask for (each keeps its time).
   public static let maximumRepetitions = 100_000
 
-  /// Reads every byte of `x` on every core: four contiguous ranges of whole cache lines per core,
-  /// taken as the kernels' tasks are (`parallelFor`), whatever the batch.
+  /// Reads every byte of `x` on every core: four contiguous ranges per core of the 128-byte
+  /// blocks `clpool_read_bytes` takes, run as the kernels' tasks are (`parallelFor`), whatever
+  /// the batch.
   static func readAll<S: StorageScalar>(_ x: TypedTensor<S>) {
     x.scalars.withUnsafeBytes { raw in
-      let lines = raw.count / 64
-      parallelFor(min(lines, 4 * CPUInfo.activeCores), grain: 1) { range in
-        let tasks = min(lines, 4 * CPUInfo.activeCores)
-        let (begin, end) = (lines * range.lowerBound / tasks, lines * range.upperBound / tasks)
-        _ = clpool_read_bytes(raw.baseAddress! + begin * 64, (end - begin) * 64)
+      let blocks = raw.count / 128
+      let tasks = min(blocks, 4 * CPUInfo.activeCores)
+      parallelFor(tasks, grain: 1) { range in
+        let (begin, end) = (blocks * range.lowerBound / tasks, blocks * range.upperBound / tasks)
+        _ = clpool_read_bytes(raw.baseAddress! + begin * 128, (end - begin) * 128)
       }
     }
   }

@@ -16,22 +16,24 @@ import Testing
 @Suite struct ChannelsLastMaxTests {
   /// Values on a coarse grid (many ties) with zeros of both signs and infinities; `huge` scales
   /// them near the type's limit; `negative` leaves out +0, +Inf and the positive values;
+  /// `zeroMaxima` leaves out the positive values but keeps zeros of both signs, so each channel's
+  /// maximum is its first zero, of whichever sign that one has;
   /// `nanEvery` puts a NaN of either sign in one position of every that-many channels; without
   /// `infinities` the ends of the grid are finite.
   static func input<S: StorageScalar>(
-    _: S.Type, batch: Int, positions: Int, channels: Int, huge: Bool, negative: Bool = false, nanEvery: Int,
-    infinities: Bool = true, random: inout SplitMix64
+    _: S.Type, batch: Int, positions: Int, channels: Int, huge: Bool, negative: Bool = false,
+    zeroMaxima: Bool = false, nanEvery: Int, infinities: Bool = true, random: inout SplitMix64
   ) throws -> TypedTensor<S> {
     let scale: S = huge ? S.greatestFiniteMagnitude / 4 : 1
     var values = (0..<batch * positions * channels).map { _ -> S in
       // -8 ... 3 (-8 ... 0 when negative): a zero in 1 of 12, an infinity at either end, a
       // subnormal, maxima often tied
-      let step = Int(random.next() % (negative ? 9 : 12)) - 8
+      let step = Int(random.next() % (negative || zeroMaxima ? 9 : 12)) - 8
       switch step {
       case 0: return negative || random.next() % 2 == 0 ? -S.zero : S.zero
       case -8: return infinities ? -S.infinity : -4 * scale
       case 3: return infinities ? S.infinity : 3 / 2 * scale
-      case -7: return S.leastNonzeroMagnitude * S(Int(random.next() % 7) - (negative ? 7 : 3))
+      case -7: return S.leastNonzeroMagnitude * S(Int(random.next() % 7) - (negative || zeroMaxima ? 7 : 3))
       default: return S(step) / 2 * scale
       }
     }
@@ -69,13 +71,13 @@ import Testing
     return result
   }
 
-  static func check<S: StorageScalar>(_ type: S.Type, huge: Bool, negative: Bool = false) throws {
+  static func check<S: StorageScalar>(_ type: S.Type, huge: Bool, negative: Bool = false, zeroMaxima: Bool = false) throws {
     let backend = TestBackends.cpu.backend
     var random = SplitMix64(seed: TestEnvironment.seed)
     for channels in [1, 7, 16, 48, 64, 100, 112, 128, 200, 2053] {
       for (positions, special) in [1, 2, 3, 49, 63, 64, 65, 130].flatMap({ [($0, true), ($0, false)] }) {
         let x = try input(
-          type, batch: 2, positions: positions, channels: channels, huge: huge, negative: negative,
+          type, batch: 2, positions: positions, channels: channels, huge: huge, negative: negative, zeroMaxima: zeroMaxima,
           nanEvery: special ? 5 : 0, infinities: special, random: &random)
         let got = try backend.globalMaxPool(x, layout: .channelsLast).scalars
         let expected = firstMaxima(x)
@@ -90,7 +92,7 @@ import Testing
         }
         #expect(
           wrong == nil,
-          "\(S.self), \(channels) channels x \(positions) positions\(huge ? ", near the limit" : "")\(negative ? ", negative" : "")\(special ? "" : ", finite"): output \(wrong ?? 0) is \(wrong.map { "\(got[$0])" } ?? ""), not \(wrong.map { expected[$0].map { "\($0)" } ?? "NaN" } ?? "")")
+          "\(S.self), \(channels) channels x \(positions) positions\(huge ? ", near the limit" : "")\(negative ? ", negative" : "")\(zeroMaxima ? ", zero maxima" : "")\(special ? "" : ", finite"): output \(wrong ?? 0) is \(wrong.map { "\(got[$0])" } ?? ""), not \(wrong.map { expected[$0].map { "\($0)" } ?? "NaN" } ?? "")")
       }
     }
   }
@@ -99,17 +101,20 @@ import Testing
     try Self.check(Float.self, huge: false)
     try Self.check(Float.self, huge: true)
     try Self.check(Float.self, huge: false, negative: true)
+    try Self.check(Float.self, huge: false, zeroMaxima: true)
   }
 
   @Test func float64GivesTheFirstMaximum() throws {
     try Self.check(Double.self, huge: false)
     try Self.check(Double.self, huge: true)
     try Self.check(Double.self, huge: false, negative: true)
+    try Self.check(Double.self, huge: false, zeroMaxima: true)
   }
 
   @Test func float16GivesTheFirstMaximum() throws {
     try Self.check(Float16.self, huge: false)
     try Self.check(Float16.self, huge: true)
     try Self.check(Float16.self, huge: false, negative: true)
+    try Self.check(Float16.self, huge: false, zeroMaxima: true)
   }
 }

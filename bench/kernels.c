@@ -13,10 +13,14 @@
  * about --mib MiB each), and the passes of a round rotate in order. A round's ratio is the read's
  * median time over the kernel's; the result is the median over rounds.
  *
- *   kernels [--rounds R] [--passes P] [--mib M] [--copies K] [--json] [--case LAYOUT:C:SPATIAL:TYPE]...
+ *   kernels [--rounds R] [--passes P] [--mib M] [--copies K] [--offset B] [--json] [--case LAYOUT:C:SPATIAL:TYPE]...
  *     LAYOUT nchw | nhwc, TYPE float16 | float32 | float64; without --case, the default suite:
  *     bench/compare's pooling shapes, both layouts, float32, and the ResNet-50 shape in float16 and
  *     float64. Prints a Markdown table, or one JSON object with --json.
+ *   Each copy starts --offset bytes (default 16) past a 2 MiB boundary: where malloc puts a large
+ *   array's data, NumPy's and Swift's arrays included (Swift's at 48), so that the kernels are
+ *   measured on the alignment users give them (an unaligned float16 row once ran at half the
+ *   speed of an aligned one; BENCHMARKS.md).
  *   Build it with clang (for the kernels' target attributes) from this file and every .c file in
  *   Sources/CLPoolCPU, with -O2 -pthread -ISources/CLPoolCPU/include -lm, as the README shows;
  *   bench/compare builds it into bench/out/kernels.
@@ -129,12 +133,12 @@ typedef struct {
   size_t batch;
 } result_t;
 
-static result_t measure(const case_t *shape, int rounds, int passes, size_t mib, int copies) {
+static result_t measure(const case_t *shape, int rounds, int passes, size_t mib, int copies, size_t offset) {
   size_t element = element_bytes(shape->type);
   size_t sample = shape->channels * shape->spatial * element;
   size_t threads = (size_t)sysconf(_SC_NPROCESSORS_ONLN), batch = (mib << 20) / sample;
   if (batch < 2 * threads) batch = 2 * threads;
-  size_t bytes = batch * sample, stride = (bytes + (1u << 21) - 1) & ~(size_t)((1u << 21) - 1);
+  size_t bytes = batch * sample, stride = (offset + bytes + (1u << 21) - 1) & ~(size_t)((1u << 21) - 1);
   unsigned char *all = mmap(NULL, stride * copies, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (all == MAP_FAILED) {
     fprintf(stderr, "kernels: cannot map %zu bytes\n", stride * copies);
@@ -143,7 +147,7 @@ static result_t measure(const case_t *shape, int rounds, int passes, size_t mib,
 #ifdef MADV_HUGEPAGE
   madvise(all, stride * copies, MADV_HUGEPAGE); /* as bench/membw.c, the ceiling bench/compare uses */
 #endif
-  for (int k = 0; k < copies; ++k) fill(all + k * stride, batch * shape->channels * shape->spatial, shape->type);
+  for (int k = 0; k < copies; ++k) fill(all + k * stride + offset, batch * shape->channels * shape->spatial, shape->type);
   pass_t pass = {.shape = shape, .out = malloc(batch * shape->channels * element), .batch = batch, .element = element};
   pass.tasks = threads * 4 < 256 ? threads * 4 : 256;
   if (pass.tasks > batch) pass.tasks = batch;
@@ -155,7 +159,7 @@ static result_t measure(const case_t *shape, int rounds, int passes, size_t mib,
     for (int p = 0; p < passes; ++p)
       for (int o = 0; o < OPERATIONS; ++o) {
         pass.operation = (o + p) % OPERATIONS;
-        pass.x = all + (size_t)next * stride;
+        pass.x = all + (size_t)next * stride + offset;
         next = (next + 1) % copies;
         double start = now_seconds();
         clpool_parallel(pass.tasks, threads, run_task, &pass);
@@ -184,7 +188,7 @@ static int parse_case(const char *text, case_t *shape) {
 
 int main(int argc, char **argv) {
   int rounds = 5, passes = 9, copies = 6, json = 0;
-  size_t mib = 100;
+  size_t mib = 100, offset = 16;
   case_t cases[MAX_CASES];
   int count = 0;
   for (int i = 1; i < argc; ++i) {
@@ -193,6 +197,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--passes") && more) passes = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--mib") && more) mib = (size_t)atol(argv[++i]);
     else if (!strcmp(argv[i], "--copies") && more) copies = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--offset") && more) offset = (size_t)atol(argv[++i]);
     else if (!strcmp(argv[i], "--json")) json = 1;
     else if (!strcmp(argv[i], "--case") && more && count < MAX_CASES && parse_case(argv[i + 1], &cases[count])) ++count, ++i;
     else {
@@ -200,8 +205,9 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (rounds < 1 || rounds > MAX_PASSES || passes < 1 || passes > MAX_PASSES || copies < 3 || mib < 1) {
-    fprintf(stderr, "kernels: --rounds and --passes take 1-%d, --copies at least 3, --mib at least 1\n", MAX_PASSES);
+  if (rounds < 1 || rounds > MAX_PASSES || passes < 1 || passes > MAX_PASSES || copies < 3 || mib < 1 || offset > 4095) {
+    fprintf(stderr, "kernels: --rounds and --passes take 1-%d, --copies at least 3, --mib at least 1, --offset 0-4095\n",
+            MAX_PASSES);
     return 2;
   }
   if (count == 0) {
@@ -214,14 +220,15 @@ int main(int argc, char **argv) {
     }
   }
   if (json)
-    printf("{\"isa\": \"%s\", \"threads\": %ld, \"rounds\": %d, \"passes\": %d, \"cases\": [", clpool_cpu_isa_name(),
-           sysconf(_SC_NPROCESSORS_ONLN), rounds, passes);
+    printf("{\"isa\": \"%s\", \"threads\": %ld, \"rounds\": %d, \"passes\": %d, \"offset\": %zu, \"cases\": [",
+           clpool_cpu_isa_name(), sysconf(_SC_NPROCESSORS_ONLN), rounds, passes, offset);
   else
-    printf("CPU kernels (%s, %ld threads) as a share of a read of the same bytes, median of %d rounds:\n\n"
+    printf("CPU kernels (%s, %ld threads; inputs %zu bytes past a 2 MiB boundary) as a share of a read of the same "
+           "bytes, median of %d rounds:\n\n"
            "| layout | C x spatial | type | batch | read GB/s | avg | max |\n|---|---|---|---|---|---|---|\n",
-           clpool_cpu_isa_name(), sysconf(_SC_NPROCESSORS_ONLN), rounds);
+           clpool_cpu_isa_name(), sysconf(_SC_NPROCESSORS_ONLN), offset, rounds);
   for (int i = 0; i < count; ++i) {
-    result_t r = measure(&cases[i], rounds, passes, mib, copies);
+    result_t r = measure(&cases[i], rounds, passes, mib, copies, offset);
     const char *layout = cases[i].channels_last ? "nhwc" : "nchw";
     if (json)
       printf("%s\n  {\"layout\": \"%s\", \"channels\": %zu, \"spatial\": %zu, \"type\": \"%s\", \"batch\": %zu, "

@@ -89,6 +89,7 @@ public final class SampleStream: @unchecked Sendable {
       stop.withLock { $0 = true }
       free.signal()
       finished.wait()
+      slot.withLock { $0 = nil }  // a chunk prepared after a throw, unmapped now, not when the thread object goes
     }
     for (first, count) in chunks {
       ready.wait()

@@ -4,8 +4,9 @@ import TestSupport
 import Testing
 
 /// A stream whose consumer fails mid-way stops with that error, on the mapped and on the
-/// converted read path, however far its helper got; nothing traps (the helper's semaphores and
-/// thread are torn down in order, which a full disk under `clpool pool` once turned into a crash).
+/// converted read path, however far its helper got, and leaves no chunk mapped; nothing traps (the
+/// helper's semaphores and thread are torn down in order, which a full disk under `clpool pool`
+/// once turned into a crash).
 @Suite struct SampleStreamTests {
   struct Stop: Error {}
 
@@ -29,6 +30,7 @@ import Testing
           }
         }
         #expect(seen == Array(0...failing))
+        #expect(try Self.mappings(of: path) == 0, "a mapping left after a stop at \(failing)")
       }
     }
     // And it still streams whole afterwards.
@@ -39,9 +41,11 @@ import Testing
 }
 
 extension SampleStreamTests {
-  /// A mapped stream leaves no mapping behind: each chunk's window (aligned to 2 MiB, with address
-  /// space reserved around it) is unmapped whole, so after 3000 one-sample chunks the process's
-  /// address space (VmSize) has not grown by their reservations (2 MiB each, 6 GB in all).
+  /// A mapped stream leaves no mapping behind and holds at most two chunks at a time (the one
+  /// computed on and the one being prepared): each chunk's window (aligned to 2 MiB, with address
+  /// space reserved around it) is unmapped whole, so after 3000 one-sample chunks no mapping of the
+  /// file is left, and the reservations are gone too: the process's address space (VmSize) has not
+  /// grown by them (2 MiB each, 6 GB in all).
   @Test func mappedChunksLeaveNoMappingsBehind() throws {
     guard let before = Self.addressSpaceBytes() else {
       print("note: address-space test skipped: no /proc/self/status")
@@ -53,13 +57,23 @@ extension SampleStreamTests {
     try NPYBytes.file(descr: "<f4", shape: [samples, sampleElements], payload: NPYBytes.float32(values)).write(to: URL(fileURLWithPath: path))
     defer { try? FileManager.default.removeItem(atPath: path) }
     let stream = try SampleStream(path: path, type: .float32, chunkBytes: sampleElements * 4)
-    var mismatches = 0
+    var mismatches = 0, mostMapped = 0
     try stream.forEachChunk { first, count, elements in
       if Array(elements.bindMemory(to: Float.self)) != Array(values[(first * sampleElements)..<((first + count) * sampleElements)]) { mismatches += 1 }
+      if first % 50 == 0 { mostMapped = max(mostMapped, try Self.mappings(of: path)) }
     }
     #expect(mismatches == 0)
+    #expect(mostMapped >= 1 && mostMapped <= 2, "\(mostMapped) mappings of the file at once")
+    #expect(try Self.mappings(of: path) == 0)
     let after = try #require(Self.addressSpaceBytes())
+    // Parallel tests start threads (8 MiB of stack each) meanwhile: a margin of 32 of them.
     #expect(after < before + (256 << 20), "address space \(before >> 20) MiB before the stream, \(after >> 20) MiB after")
+  }
+
+  /// Lines of /proc/self/maps that map `path`.
+  static func mappings(of path: String) throws -> Int {
+    let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
+    return maps.split(separator: "\n").filter { $0.hasSuffix(path) }.count
   }
 
   /// VmSize from /proc/self/status, in bytes.

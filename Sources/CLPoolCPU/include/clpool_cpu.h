@@ -45,7 +45,8 @@ void clpool_max_items(int type, const void *x, size_t length, size_t chunk_lengt
 
 /* Channels-last: `positions` positions of `channels` channels from x (the first position's channel
  * 0), channels [c0, c0 + width) (width <= 2048), into out[(c - c0) * out_stride]: with `final` the
- * mean over those positions in the storage type, else the sum in acc. */
+ * mean over those positions in the storage type, else the sum in acc (no positions: sums 0, means
+ * NaN). */
 void clpool_sum_channels(int type, const void *x, size_t channels, size_t positions, size_t c0,
                          size_t width, void *out, size_t out_stride, int final);
 

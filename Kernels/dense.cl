@@ -16,8 +16,9 @@
  * Order of operations (determinism and batch invariance). Every kernel computes each output the
  * same way: acc = fma(x[n, k], W[k, m], acc) for k = 0, 1, ... in order, from acc = 0, in blocks
  * of K_BLOCK steps whose sums fold into a total in order (one block: the block's sum is the
- * total); then + bias, then the activation. fma rounds once, so the result does not depend on
- * how a compiler would contract a * b + c, on the kernel, the tile, or the batch a row came in.
+ * total); then + bias, then the activation; a NaN result is stored as the quiet NaN of no payload
+ * (canonical_nan). fma rounds once, so the result does not depend on how a compiler would
+ * contract a * b + c, on the kernel, the tile, or the batch a row came in.
  *
  * Storage (storage.h): x, W, bias and y are `real`; products accumulate in acc_t (float, or double
  * for double storage).
@@ -58,11 +59,16 @@
 #define ACTIVATION_RELU 1
 #define ACTIVATION_SIGMOID 2
 
+/* Every NaN an output can be is one NaN, the quiet NaN of no payload: where two NaNs meet in a
+ * sum, which one an instruction keeps depends on its operand order, which differs between kernels
+ * and tiles, so a NaN's payload would depend on the batch (SPEC: batch invariance). */
+inline acc_t canonical_nan(acc_t v) { return isnan(v) ? ACC_NAN : v; }
+
 /* relu keeps NaN (NaN < 0 is false), as frameworks do. */
 inline acc_t activate(acc_t v, int activation) {
-  if (activation == ACTIVATION_RELU) return v < 0 ? (acc_t)0 : v;
-  if (activation == ACTIVATION_SIGMOID) return 1 / (1 + exp(-v));
-  return v;
+  if (activation == ACTIVATION_RELU) v = v < 0 ? (acc_t)0 : v;
+  if (activation == ACTIVATION_SIGMOID) v = 1 / (1 + exp(-v));
+  return canonical_nan(v);
 }
 
 /* Eight consecutive W entries of row k from column m0, clamping columns past the edge. */
@@ -180,7 +186,7 @@ __kernel void softmax_rows(__global real *y, uint n_dim, uint m_dim) {
   for (uint j = 0; j < m_dim; ++j) top = fmax(top, LOAD(j, p)); /* NaN reaches every output via sum */
   acc_t sum = 0;
   for (uint j = 0; j < m_dim; ++j) sum += exp(LOAD(j, p) - top);
-  for (uint j = 0; j < m_dim; ++j) STORE(exp(LOAD(j, p) - top) / sum, j, p);
+  for (uint j = 0; j < m_dim; ++j) STORE(canonical_nan(exp(LOAD(j, p) - top) / sum), j, p);
 }
 
 /* ------------------------------------------------- work-group tiled variant (GPUs) */

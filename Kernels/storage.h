@@ -14,6 +14,7 @@
  * INDEX_MASK8(m)  a mask8_t as the int8 mask that selects int8 positions (positions are never
  *            long8: see pool.cl, Portability)
  * ACC_MAX    the largest finite acc_t
+ * ACC_NAN    the quiet NaN of no payload as acc_t (drivers' NAN differ: PoCL's is 0x7fffffff)
  *
  * Every kernel file includes this; the host puts it first in the program, so the include guard
  * makes the #include lines there dead (a driver compiling a string cannot open files).
@@ -31,6 +32,7 @@ typedef double8 acc8_t;
 typedef long8 mask8_t;
 #define INDEX_MASK8(m) convert_int8(m)
 #define ACC_MAX DBL_MAX
+#define ACC_NAN as_double(0x7FF8000000000000UL)
 #define LOAD(i, p) ((acc_t)(p)[i])
 #define LOAD8(i, p) vload8((i), (p))
 #define STORE(v, i, p) ((p)[i] = (real)(v))
@@ -43,6 +45,7 @@ typedef float8 acc8_t;
 typedef int8 mask8_t;
 #define INDEX_MASK8(m) (m)
 #define ACC_MAX FLT_MAX
+#define ACC_NAN as_float(0x7FC00000U)
 #if defined(STORAGE_HALF)
 typedef half real;
 #define LOAD(i, p) vload_half((size_t)(i), (p))

@@ -47,13 +47,13 @@ struct CPUDense {
     parallelFor(rowTasks * columnTasks, grain: 1) { tasks in
       for index in tasks { task(input?.pointer ?? x, weight.pointer, bias?.pointer, index) }
     }
-    if let code = Self.activationCode(activation) { clpool_activate(accumulator.kernelCode, y, count, m, code) }
+    clpool_activate(accumulator.kernelCode, y, count, m, Self.activationCode(activation))
     if let result { clpool_convert(accumulator.kernelCode, result, 0, storage.kernelCode, out, count * m) }
   }
 
-  private static func activationCode(_ activation: Activation) -> Int32? {
+  private static func activationCode(_ activation: Activation) -> Int32 {
     switch activation {
-    case .none: return nil
+    case .none: return 0
     case .relu: return 1
     case .sigmoid: return 2
     case .softmax: return 3

@@ -83,7 +83,9 @@ void clpool_gemm(int type, const void *x, const void *w, const void *bias, void 
 /* out[c, r] = in[r, c] for in [rows, cols] of acc. */
 void clpool_transpose(int type, const void *source, size_t rows, size_t cols, void *destination);
 
-/* In place on y [rows, cols] of acc: 1 relu, 2 sigmoid, 3 softmax per row, 0 nothing. */
+/* In place on y [rows, cols] of acc: 1 relu, 2 sigmoid, 3 softmax per row, 0 nothing; then each
+ * NaN becomes the quiet NaN of no payload (NAN), so a NaN output's bits do not depend on the path
+ * of the product, which depends on the batch. Every product ends with it. */
 void clpool_activate(int type, void *y, size_t rows, size_t cols, int activation);
 
 /* Reads [p, p + bytes) rounded down to whole 128-byte lines and returns the sum of its floats: the

@@ -91,6 +91,27 @@ public enum CrossCheck {
     return outcome
   }
 
+  /// Batch invariance: each sample's output computed alone (`alone`: sample index and its row)
+  /// must be its row of `batch` bit for bit, NaNs included. maxError counts the differing outputs.
+  public static func sameBits<S: BinaryFloatingPoint>(_ batch: [S], alone: [(sample: Int, row: [S])]) -> CheckOutcome {
+    func bits(_ value: S) -> String { withUnsafeBytes(of: value) { $0.reversed().map { String(format: "%02x", $0) }.joined() } }
+    var outcome = CheckOutcome(maxError: 0, tolerance: 0, mismatch: nil)
+    for (sample, row) in alone {
+      guard batch.count >= (sample + 1) * row.count else {
+        outcome.maxError = .infinity
+        outcome.mismatch = "sample \(sample): \(row.count) outputs alone, \(batch.count) for the whole batch"
+        return outcome
+      }
+      for (j, value) in row.enumerated() where bits(value) != bits(batch[sample * row.count + j]) {
+        outcome.maxError += 1
+        if outcome.mismatch == nil {
+          outcome.mismatch = "sample \(sample), output \(j): 0x\(bits(batch[sample * row.count + j])) in the batch, 0x\(bits(value)) alone"
+        }
+      }
+    }
+    return outcome
+  }
+
   /// Every element must equal the reference rounded to float32 (NaN matching NaN).
   public static func exact(_ output: [Float], reference: [Double]) -> CheckOutcome {
     var outcome = CheckOutcome(maxError: 0, tolerance: 0, mismatch: nil)

@@ -195,6 +195,71 @@ extension SelfTestCase {
     }
   }
 
+  /// The operations a batch-invariance case runs.
+  public enum BatchedOperation: String, Sendable {
+    case average = "avg", max, dense, head
+  }
+
+  /// Batch invariance, bit for bit: `operation` on a batch, then samples 0, 1, the middle and the
+  /// last alone, whose outputs must be their rows of the batch's. The data carry NaNs of many
+  /// payloads and infinities (`TestData.withNaNs`): pooling about two NaNs a plane, a product about
+  /// 1.2 NaN terms an output (so about a third of the outputs meet two NaNs and a sixth none), so
+  /// NaN outputs are checked too. `shape` as the operation's own case: pooling [N, C, spatial...], dense
+  /// [N, K, M] (with bias), head [N, C, spatial..., M] (with bias).
+  public static func batchInvariance(
+    _ operation: BatchedOperation, _ shape: [Int], layout: Layout = .channelsFirst, activation: Activation = .none,
+    type: ScalarType = .float32
+  ) -> SelfTestCase {
+    let poolRank = operation == .dense ? 0 : operation == .head ? shape.count - 3 : shape.count - 2
+    let variant =
+      operation == .dense
+      ? activation.rawValue : layout.name(spatialRank: poolRank) + (activation == .none ? "" : " \(activation.rawValue)")
+    return SelfTestCase("\(operation.rawValue) invariant", variant, shape, scalarType: type) { random in
+      func prepare<S: StorageScalar>(_: S.Type) throws -> Check {
+        func draw(_ tensor: Tensor, rate: Double) throws -> TypedTensor<S> {
+          TypedTensor(converting: try TestData.withNaNs(tensor, rate: rate, random: &random))
+        }
+        let poolShape = operation == .head ? Array(shape.dropLast()) : shape
+        let spatial = Double(poolShape.dropFirst(2).reduce(1, *))
+        // The product's terms: 2k of them, each NaN at 0.6 / k (and infinite at half that).
+        let termRate = 0.6 / Double(operation == .dense ? shape[1] : poolShape[1])
+        let x: TypedTensor<S>
+        let compute: @Sendable (any Backend, TypedTensor<S>) throws -> [S]
+        switch operation {
+        case .average, .max:
+          x = try draw(try TestData.poolInput(shape, layout: layout, special: nil, random: &random), rate: min(0.3, 2 / spatial))
+          compute = { backend, input in
+            operation == .average
+              ? try backend.globalAveragePool(input, layout: layout).scalars : try backend.globalMaxPool(input, layout: layout).scalars
+          }
+        case .dense:
+          let (n, k, m) = (shape[0], shape[1], shape[2])
+          x = try draw(try TestData.uniform([n, k], in: -1..<1, random: &random), rate: termRate)
+          let w = try draw(try TestData.uniform([k, m], in: -1..<1, random: &random), rate: termRate)
+          let b = try draw(try TestData.uniform([m], in: -1..<1, random: &random), rate: 0.1)
+          compute = { backend, input in try backend.dense(input, weight: w, bias: b, activation: activation).scalars }
+        case .head:
+          let (c, m) = (poolShape[1], shape.last!)
+          x = try draw(try TestData.poolInput(poolShape, layout: layout, special: nil, random: &random), rate: termRate / spatial)
+          let w = try draw(try TestData.uniform([c, m], in: -1..<1, random: &random), rate: termRate)
+          let b = try draw(try TestData.uniform([m], in: -1..<1, random: &random), rate: 0.1)
+          compute = { backend, input in try backend.head(input, layout: layout, weight: w, bias: b, activation: activation).scalars }
+        }
+        let n = shape[0]
+        let (sampleShape, sampleCount) = ([1] + Array(x.shape.dropFirst()), x.count / n)
+        let samples = Array(Set([0, 1, n / 2, n - 1].filter { $0 < n })).sorted()
+        return { backend in
+          let batch = try compute(backend, x)
+          let alone = try samples.map { sample in
+            (sample, try compute(backend, try TypedTensor<S>(shape: sampleShape, scalars: Array(x.scalars[(sample * sampleCount)..<((sample + 1) * sampleCount)]))))
+          }
+          return CrossCheck.sameBits(batch, alone: alone)
+        }
+      }
+      return try prepare(type.staticType)
+    }
+  }
+
   private static func specialData(_ operation: PoolOperation, _ special: Bool) -> TestData.Special? {
     special ? (operation == .max ? .forMax : .forAverage) : nil
   }

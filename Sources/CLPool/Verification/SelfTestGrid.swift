@@ -1,8 +1,8 @@
 extension SelfTestCase {
   /// The grid `clpool selftest` and the parity tests run: spatial 1×1 to ≥ 2^20 elements per
   /// plane, N and C including 1 and primes, ranks 3–5, both layouts, the ResNet-50 head, max data
-  /// with ties, NaN and ±Inf, the backward passes, ragged batches, class activation maps, and the
-  /// forward operations again in float16 and float64 storage.
+  /// with ties, NaN and ±Inf, the backward passes, ragged batches, class activation maps, batch
+  /// invariance bit for bit, and the forward operations again in float16 and float64 storage.
   public static let standard: [SelfTestCase] = {
     let poolShapes: [[Int]] = [
       [1, 1, 1, 1], [2, 3, 1, 1], [3, 5, 3, 5], [1, 7, 7, 7], [8, 2048, 7, 7], [5, 7, 13, 17],
@@ -70,6 +70,19 @@ extension SelfTestCase {
         }
       }
     }
+    // Batch invariance, bit for bit, with NaNs of many payloads, in batches that cross the kernel
+    // choices (the CPU's packed product from 96 rows, OpenCL's 6-row tiles and single-row kernels,
+    // channels-last chunks).
+    for layout in Layout.allCases {
+      for shape in [[64, 24, 7, 7], [64, 24, 1, 1], [7, 24, 56, 56], [64, 24, 97], [7, 24, 3, 30, 30]] {
+        cases.append(.batchInvariance(.average, shape, layout: layout))
+        cases.append(.batchInvariance(.max, shape, layout: layout))
+      }
+      cases.append(.batchInvariance(.head, [130, 24, 7, 7, 150], layout: layout))
+    }
+    for activation in Activation.allCases { cases.append(.batchInvariance(.dense, [130, 97, 150], activation: activation)) }
+    cases.append(.batchInvariance(.dense, [7, 97, 150]))
+    for type in [ScalarType.float16, .float64] { cases.append(.batchInvariance(.dense, [130, 33, 21], type: type)) }
     // float16 and float64 storage: pooling over awkward shapes, dense and the head.
     for type in [ScalarType.float16, .float64] {
       for layout in Layout.allCases {
@@ -99,7 +112,8 @@ extension SelfTestCase {
   /// still reaches every kernel and its edges: 1×1 and prime sizes, 7×7 planes (the work-group
   /// segments), planes over one chunk (the combine passes), ties/NaN/±Inf, every storage type,
   /// ragged batches, the backward passes, dense with partial tiles, a K over one K block and every
-  /// activation, the head with several column groups and a partial row tile, and CAM.
+  /// activation, the head with several column groups and a partial row tile, CAM, and batch
+  /// invariance.
   public static let reduced: [SelfTestCase] = {
     var cases: [SelfTestCase] = []
     for layout in Layout.allCases {
@@ -118,6 +132,8 @@ extension SelfTestCase {
       }
       cases.append(.poolBackward(.average, layout, [2, 3, 5, 5]))
       cases.append(.poolBackward(.max, layout, [2, 3, 5, 5]))
+      cases.append(.batchInvariance(.average, [9, 5, 7, 7], layout: layout))
+      cases.append(.batchInvariance(.max, [9, 5, 7, 7], layout: layout))
       cases.append(.classActivationMap(layout, .outIn, [8, 3, 3, 4]))
       cases.append(.classActivationMap(layout, .inOut, [8, 3, 3, 4], samples: 2))
     }
@@ -128,6 +144,8 @@ extension SelfTestCase {
       .dense(.outIn, .softmax, bias: true, [5, 16, 9]),
       .dense(.inOut, .none, bias: true, [2, 4100, 3]),
       .denseBackward(.outIn, [7, 13, 5]),
+      .batchInvariance(.dense, [9, 13, 20], activation: .relu),
+      .batchInvariance(.head, [9, 8, 3, 3, 10], layout: .channelsLast),
       .head(.channelsFirst, .softmax, [1, 37, 7, 7, 300]),
       .head(.channelsLast, .relu, [13, 8, 2, 3, 10]),
     ]

@@ -27,6 +27,24 @@ public enum TestData {
     return try Tensor(shape: shape, scalars: values)
   }
 
+  /// `tensor` with a share `rate` of its elements replaced by NaNs, each of its own sign and
+  /// payload, and half as many by infinities (which make more NaNs: ∞ − ∞, 0 · ∞): where two NaNs
+  /// meet in a sum, which one an instruction keeps depends on its operand order, so these data show
+  /// whether a NaN output's bits depend on the path that computed it.
+  public static func withNaNs(_ tensor: Tensor, rate: Double, random: inout SplitMix64) throws -> Tensor {
+    var scalars = tensor.scalars
+    for i in scalars.indices {
+      let draw = Double(random.next() >> 11) * 0x1p-53
+      let (payload, negative) = (UInt32(truncatingIfNeeded: random.next()) & 0x3F_FFFF, random.next() & 1 == 1)
+      if draw < rate {
+        scalars[i] = Float(bitPattern: 0x7FC0_0000 | payload | (negative ? 0x8000_0000 : 0))
+      } else if draw < rate * 1.5 {
+        scalars[i] = negative ? -.infinity : .infinity
+      }
+    }
+    return try Tensor(shape: tensor.shape, scalars: scalars)
+  }
+
   /// Values uniform in [−1, 3) (a non-zero mean makes accumulation error visible), drawn for the
   /// channels-first shape [N, C, spatial...] and stored in `layout`.
   public static func poolInput(

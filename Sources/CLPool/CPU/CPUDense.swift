@@ -32,9 +32,11 @@ struct CPUDense {
     let y = result ?? out
     // One task per core: W's columns split across the cores (each task packs its panels of W and
     // its tiles of x once per block of k), and the rows too when there are fewer columns than cores.
+    // Columns split at the multiples of 16 nearest to equal shares: 1000 columns on two cores are
+    // 496 and 504, not 512 and 488, where the first core's part sets the call's time.
     let cores = CPUInfo.activeCores
-    let taskColumns = (max(1, (m + cores - 1) / cores) + 15) / 16 * 16
-    let columnTasks = (m + taskColumns - 1) / taskColumns
+    let columnTasks = max(1, min(cores, m / 16))
+    func firstColumn(_ task: Int) -> Int { task == columnTasks ? m : (task * m / columnTasks + 8) / 16 * 16 }
     let rowSplit = max(1, min(cores / columnTasks, (count + 5) / 6))
     let taskRows = ((count + rowSplit - 1) / rowSplit + 5) / 6 * 6
     let rowTasks = (count + taskRows - 1) / taskRows
@@ -42,7 +44,7 @@ struct CPUDense {
       let (rowTask, columnTask) = (index / columnTasks, index % columnTasks)
       clpool_gemm(
         accumulator.kernelCode, xs, w, b, y, k, m, rowTask * taskRows, min(count, (rowTask + 1) * taskRows),
-        columnTask * taskColumns, min(m, (columnTask + 1) * taskColumns))
+        firstColumn(columnTask), firstColumn(columnTask + 1))
     }
     parallelFor(rowTasks * columnTasks, grain: 1) { tasks in
       for index in tasks { task(input?.pointer ?? x, weight.pointer, bias?.pointer, index) }

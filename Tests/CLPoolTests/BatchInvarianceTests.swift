@@ -4,20 +4,17 @@ import Testing
 /// SPEC: a sample's output depends only on that sample, the parameters and the device — never on
 /// the batch it came in. Each test computes samples alone and inside batches of several sizes
 /// (which cross every tile, chunk and kernel-choice boundary) and compares bits. With NaNs of
-/// many payloads in the data, the selftest grid's "batch invariance" cases do the same
-/// (ParityTests runs them on every backend).
+/// many payloads in the data, the selftest grid's "invariant" cases do the same (ParityTests runs
+/// them on every backend).
 @Suite struct BatchInvarianceTests {
-  static func bits<S: StorageScalar>(_ values: ArraySlice<S>) -> [[UInt8]] { values.map { value in withUnsafeBytes(of: value) { Array($0) } } }
-
   /// Rows `index` of `batch` ([N, width] values) against the same sample computed alone.
   static func expectRows<S: StorageScalar>(
     _ batch: [S], width: Int, alone: (Int) throws -> [S], indices: [Int], _ name: String
   ) throws {
-    for index in indices {
-      let (inBatch, single) = (bits(batch[(index * width)..<((index + 1) * width)]), bits(try alone(index)[...]))
-      let differing = single.count == width ? (0..<width).filter { inBatch[$0] != single[$0] } : Array(0..<width)
-      #expect(differing.isEmpty, "\(name): sample \(index): \(differing.count) of \(width) outputs differ in their bits, the first at \(differing.first ?? 0)")
-    }
+    let singles = try indices.map { (sample: $0, row: try alone($0)) }
+    #expect(singles.allSatisfy { $0.row.count == width }, "\(name): a sample alone gave other than \(width) outputs")
+    let outcome = CrossCheck.sameBits(batch, alone: singles)
+    #expect(outcome.passed, "\(name): \(outcome.mismatch ?? ""), \(outcome.maxError) outputs differ in their bits")
   }
 
   @Test(arguments: [[7, 7], [1, 1], [56, 56], [97], [91, 91], [3, 300, 30]])

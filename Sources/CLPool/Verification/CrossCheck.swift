@@ -94,7 +94,8 @@ public enum CrossCheck {
   /// Batch invariance: each sample's output computed alone (`alone`: sample index and its row)
   /// must be its row of `batch` bit for bit, NaNs included. maxError counts the differing outputs.
   public static func sameBits<S: BinaryFloatingPoint>(_ batch: [S], alone: [(sample: Int, row: [S])]) -> CheckOutcome {
-    func bits(_ value: S) -> String { withUnsafeBytes(of: value) { $0.reversed().map { String(format: "%02x", $0) }.joined() } }
+    func bytes(_ value: S) -> [UInt8] { withUnsafeBytes(of: value) { Array($0) } }
+    func hex(_ value: S) -> String { bytes(value).reversed().map { String(format: "%02x", $0) }.joined() }
     var outcome = CheckOutcome(maxError: 0, tolerance: 0, mismatch: nil)
     for (sample, row) in alone {
       guard batch.count >= (sample + 1) * row.count else {
@@ -102,10 +103,10 @@ public enum CrossCheck {
         outcome.mismatch = "sample \(sample): \(row.count) outputs alone, \(batch.count) for the whole batch"
         return outcome
       }
-      for (j, value) in row.enumerated() where bits(value) != bits(batch[sample * row.count + j]) {
+      for (j, value) in row.enumerated() where bytes(value) != bytes(batch[sample * row.count + j]) {
         outcome.maxError += 1
         if outcome.mismatch == nil {
-          outcome.mismatch = "sample \(sample), output \(j): 0x\(bits(batch[sample * row.count + j])) in the batch, 0x\(bits(value)) alone"
+          outcome.mismatch = "sample \(sample), output \(j): 0x\(hex(batch[sample * row.count + j])) in the batch, 0x\(hex(value)) alone"
         }
       }
     }

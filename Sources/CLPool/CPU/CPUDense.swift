@@ -49,7 +49,12 @@ struct CPUDense {
     parallelFor(rowTasks * columnTasks, grain: 1) { tasks in
       for index in tasks { task(input?.pointer ?? x, weight.pointer, bias?.pointer, index) }
     }
-    clpool_activate(accumulator.kernelCode, y, count, m, Self.activationCode(activation))
+    // The activation's rows on every core too: a softmax takes about as long as a batch's product
+    // of a few hundred columns on one core.
+    let code = Self.activationCode(activation)
+    parallelFor(count, grain: max(1, 16_384 / max(m, 1))) { rows in
+      clpool_activate(accumulator.kernelCode, y + rows.lowerBound * m * accumulator.byteWidth, rows.count, m, code)
+    }
     if let result { clpool_convert(accumulator.kernelCode, result, 0, storage.kernelCode, out, count * m) }
   }
 

@@ -8,7 +8,8 @@ minimum seconds over repetitions after warm-up, on data of the case's dtype.
 
 What each case runs is the idiomatic numpy for the same result:
   avg   x.mean(axis=spatial axes)          max   x.max(axis=spatial axes)
-  dense y = x @ w; y += b                  head  z = x.mean(axis=spatial); y = z @ w; y += b
+  dense y = x @ w; y += b                  head  z = x.mean(axis=spatial); y = z @ w; y += b;
+                                                 then softmax over each row (as clpool's bench head)
 A pooling or head input is held in "input_copies" copies, taken in turn, as clpool's benchmark
 holds it (so that an input larger than the last-level cache is read from memory by both).
 For pooling, "shape" is the input in its layout ([N,C,*spatial] channels-first, [N,*spatial,C]
@@ -105,6 +106,9 @@ def prepare(case, rng):
         def head():
             y = inputs().mean(axis=axes) @ w
             y += b
+            y -= y.max(axis=1, keepdims=True)
+            np.exp(y, out=y)
+            y /= y.sum(axis=1, keepdims=True)
             return y
         return (head, (elements + w.size + b.size + rows * classes) * f32,
                 float(elements) + 2.0 * rows * channels * classes)

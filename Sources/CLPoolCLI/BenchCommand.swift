@@ -27,7 +27,7 @@ struct BenchCommand: ParsableCommand {
         clpool bench --op head --shape 256x7x7x2048 --layout nhwc
       """)
 
-  @Option(help: "avg, max, dense, head or head-unfused (pool then dense, two calls) (default: the whole suite, or avg with --shape).")
+  @Option(help: "avg, max, dense, head (with bias and softmax) or head-unfused (pool then dense, two calls) (default: the whole suite, or avg with --shape).")
   var op: BenchmarkCase.Operation?
 
   @Option(help: "Pooling/head input shape in --layout (256x2048x7x7); dense MxKxN (x [M,K], W [K,N]).")

@@ -49,8 +49,8 @@ struct CPUDense {
     parallelFor(rowTasks * columnTasks, grain: 1) { tasks in
       for index in tasks { task(input?.pointer ?? x, weight.pointer, bias?.pointer, index) }
     }
-    // The activation's rows on every core too: a softmax takes about as long as a batch's product
-    // of a few hundred columns on one core.
+    // The activation's rows on every core too, so that a batch's softmax (an exponential per
+    // output) does not run on one core while the others wait.
     let code = Self.activationCode(activation)
     parallelFor(count, grain: max(1, 16_384 / max(m, 1))) { rows in
       clpool_activate(accumulator.kernelCode, y + rows.lowerBound * m * accumulator.byteWidth, rows.count, m, code)

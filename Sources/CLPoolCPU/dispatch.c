@@ -20,6 +20,8 @@
   void transpose_##suffix(int, const void *, size_t, size_t, void *);                                 \
   void activate_##suffix(int, void *, size_t, size_t, int);                                            \
   void gemm_##suffix(int, const void *, const void *, const void *, void *, size_t, size_t, size_t, size_t, size_t, size_t); \
+  void gemm_block_##suffix(int, const void *, const void *, void *, size_t, size_t, size_t, size_t, size_t, size_t, size_t); \
+  void fold_blocks_##suffix(int, const void *, size_t, size_t, const void *, size_t, void *); \
   double read_bytes_##suffix(const void *, size_t);
 DECLARE(baseline)
 #if defined(__x86_64__)
@@ -120,6 +122,16 @@ void clpool_convert(int from, const void *source, int swap_bytes, int to, void *
 void clpool_gemm(int type, const void *x, const void *w, const void *bias, void *y, size_t k, size_t m,
                  size_t row_begin, size_t row_end, size_t column_begin, size_t column_end) {
   FORWARD_AVX512(gemm, type, x, w, bias, y, k, m, row_begin, row_end, column_begin, column_end);
+}
+
+void clpool_gemm_block(int type, const void *x, const void *w, void *partial, size_t k, size_t m, size_t row_begin,
+                       size_t row_end, size_t column_begin, size_t column_end, size_t block) {
+  FORWARD_AVX512(gemm_block, type, x, w, partial, k, m, row_begin, row_end, column_begin, column_end, block);
+}
+
+void clpool_fold_blocks(int type, const void *partials, size_t blocks, size_t count, const void *bias, size_t m,
+                        void *y) {
+  FORWARD(fold_blocks, type, partials, blocks, count, bias, m, y);
 }
 
 void clpool_transpose(int type, const void *source, size_t rows, size_t cols, void *destination) {

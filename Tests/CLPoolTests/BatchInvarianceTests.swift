@@ -1,4 +1,5 @@
-import CLPool
+@testable import CLPool
+import CLPoolCPU
 import Testing
 
 /// SPEC: a sample's output depends only on that sample, the parameters and the device — never on
@@ -43,14 +44,17 @@ import Testing
   }
 
   /// Dense and the fused head, row by row, in batches below and above every tile and
-  /// kernel-choice boundary (6-row tiles, single-row kernels, streaming vs packed products).
+  /// kernel-choice boundary (6-row tiles, single-row kernels, the CPU's K blocks split across
+  /// cores, streaming vs packed products), with k four K blocks, the last one short.
   @Test func denseAndHeadAreBatchInvariant() throws {
     var random = SplitMix64(seed: TestBackends.seed ^ 0xDE45E)
-    let (k, m) = (97, 45)
+    let (k, m) = (4 * Int(CLPOOL_K_BLOCK) - 24, 45)
+    let cores = CPUInfo.activeCores
+    #expect((CPUDense.BlockSplit(rows: 1, k: k, m: m, width: 4, cores: cores) != nil) == (cores > 1), "a row alone splits k on \(cores) cores")
     for weightLayout in WeightLayout.allCases {
       let w = try TestData.uniform(weightLayout == .inOut ? [k, m] : [m, k], in: -1..<1, random: &random)
       let b = try TestData.uniform([m], in: -1..<1, random: &random)
-      for rows in [1, 5, 6, 7, 64, 100, 301] {
+      for rows in [1, 5, 6, 7, 16, 17, 64, 100, 301] {
         let x = try TestData.uniform([rows, k], in: -1..<1, random: &random)
         for candidate in TestBackends.all {
           let backend = candidate.backend

@@ -14,8 +14,9 @@
  * Precision and order (as Kernels/pool.cl): sums add VEC-wide lanes over blocks of 256 elements
  * and fold block sums with Kahan compensation; the order of every operation depends only on the
  * sizes, never on threads. The product computes each output as an fma (baseline: multiply, then
- * add) chain over k in order, in blocks of 4096 steps folded in order, whatever the tiling: a row's
- * result never depends on the batch it came in. A NaN pooling result is the one quiet NaN of its
+ * add) chain over k in order, in blocks of CLPOOL_K_BLOCK steps folded in order (0 + the first
+ * block's sum + the next ...) when there are several, whatever the tiling or the task that
+ * computed a block: a row's result never depends on the batch it came in. A NaN pooling result is the one quiet NaN of its
  * type (sign clear), whatever the order a build's additions took its operands in.
  */
 #ifndef CLPOOL_CPU_H
@@ -26,6 +27,9 @@
 
 enum { CLPOOL_F16 = 0, CLPOOL_F32 = 1, CLPOOL_F64 = 2 };
 enum { CLPOOL_ISA_BASELINE = 0, CLPOOL_ISA_AVX2 = 1, CLPOOL_ISA_AVX512 = 2 };
+/* The product's blocks of k; the rows from which clpool_gemm packs w's panels rather than streaming
+ * w's rows in order; and the rows of x that one pass of the streamed product takes. */
+enum { CLPOOL_K_BLOCK = 256, CLPOOL_PACK_FROM_ROWS = 96, CLPOOL_STREAM_ROWS = 6 };
 
 /* The instruction set in use (CLPOOL_ISA_*), and its name. */
 int clpool_cpu_isa(void);
@@ -79,6 +83,16 @@ void clpool_convert(int from, const void *source, int swap_bytes, int to, void *
 void clpool_gemm(int type, const void *x, const void *w, const void *bias, void *y, size_t k,
                  size_t m, size_t row_begin, size_t row_end, size_t column_begin,
                  size_t column_end);
+
+/* The chains of one K block (`block`: steps [block * CLPOOL_K_BLOCK, ...) of k) of rows
+ * [row_begin, row_end) and columns [column_begin, column_end) of x . w, streamed, into partial
+ * [*, m] (acc, no bias); then clpool_fold_blocks folds `blocks` such partials of `count` elements
+ * each (laid out one after the other) in order into y (+ bias[i % m]): the same bits as
+ * clpool_gemm, with a long k's blocks computed on several cores. */
+void clpool_gemm_block(int type, const void *x, const void *w, void *partial, size_t k, size_t m, size_t row_begin,
+                       size_t row_end, size_t column_begin, size_t column_end, size_t block);
+void clpool_fold_blocks(int type, const void *partials, size_t blocks, size_t count, const void *bias, size_t m,
+                        void *y);
 
 /* out[c, r] = in[r, c] for in [rows, cols] of acc. */
 void clpool_transpose(int type, const void *source, size_t rows, size_t cols, void *destination);

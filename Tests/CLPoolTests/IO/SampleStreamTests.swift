@@ -70,9 +70,11 @@ extension SampleStreamTests {
     #expect(after < before + (256 << 20), "address space \(before >> 20) MiB before the stream, \(after >> 20) MiB after")
   }
 
-  /// Lines of /proc/self/maps that map `path`.
+  /// Lines of /proc/self/maps that map `path`. Read to its end through a file handle:
+  /// String(contentsOfFile:) stops after the first few kilobytes of a /proc file (its size reads
+  /// as 0), and with the threads of parallel tests the file's mapping can lie beyond them.
   static func mappings(of path: String) throws -> Int {
-    let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
+    let maps = String(decoding: try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/maps")).readToEnd() ?? Data(), as: UTF8.self)
     return maps.split(separator: "\n").filter { $0.hasSuffix(path) }.count
   }
 

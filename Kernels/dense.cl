@@ -42,7 +42,7 @@
 #define ROWS 6 /* rows of y per work-item in dense_in_out */
 #endif
 #ifndef K_BLOCK
-#define K_BLOCK 4096 /* k steps summed before folding into the totals */
+#define K_BLOCK 256 /* k steps summed before folding into the totals (the CPU's CLPOOL_K_BLOCK) */
 #endif
 #define TILE 64   /* dense_in_out_tiled: output tile edge */
 #define TILE_K 16 /* dense_in_out_tiled: k steps per local-memory stage */

@@ -45,11 +45,11 @@ import Testing
 
   /// Dense and the fused head, row by row, in batches below and above every tile and
   /// kernel-choice boundary (6-row tiles, single-row kernels, the CPU's K blocks split across
-  /// cores, streaming vs packed products), with k four K blocks, the last one short.
+  /// cores, streaming vs packed products), with k two K blocks per core, the last one short.
   @Test func denseAndHeadAreBatchInvariant() throws {
     var random = SplitMix64(seed: TestBackends.seed ^ 0xDE45E)
-    let (k, m) = (4 * Int(CLPOOL_K_BLOCK) - 24, 45)
     let cores = CPUInfo.activeCores
+    let (k, m) = (2 * max(cores, 2) * Int(CLPOOL_K_BLOCK) - 24, 45)
     #expect((CPUDense.BlockSplit(rows: 1, k: k, m: m, width: 4, cores: cores) != nil) == (cores > 1), "a row alone splits k on \(cores) cores")
     for weightLayout in WeightLayout.allCases {
       let w = try TestData.uniform(weightLayout == .inOut ? [k, m] : [m, k], in: -1..<1, random: &random)

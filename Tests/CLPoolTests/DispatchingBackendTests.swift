@@ -1,4 +1,5 @@
 import CLPool
+import CLPoolCPU
 import Testing
 
 @Suite(.enabled(if: TestBackends.runOpenCL))
@@ -25,6 +26,31 @@ struct DispatchingBackendTests {
       #expect(CrossCheck.averagePool(mean.scalars, reference: reference).passed)
       let direct = try expected.globalAveragePool(x, layout: .channelsFirst, keepDims: false)
       #expect(mean.scalars.map(\.bitPattern) == direct.scalars.map(\.bitPattern), "\(rule) must route to \(expected.kind)")
+    }
+  }
+
+  /// The CPU's product and the OpenCL kernels compute the same fma chains in the same K blocks
+  /// (CLPOOL_K_BLOCK, Kernels/dense.cl's K_BLOCK), folded in order, then the bias, so a row has
+  /// the same bits whichever backend `auto`'s rule sends its batch to: 1, 7 and 100 rows (the
+  /// CPU's K blocks split across cores, streamed and packed; OpenCL's per-row and tiled kernels),
+  /// k of three blocks and a part, every OpenCL device.
+  @Test func theProductGivesTheSameBitsOnTheCPUAndOnOpenCL() throws {
+    guard CPUInstructions.name.contains("FMA") else {
+      print("note: CPU/OpenCL product bits test skipped: the CPU runs \(CPUInstructions.name), without fma")
+      return
+    }
+    var random = SplitMix64(seed: TestBackends.seed ^ 0xF0AD)
+    let (k, m) = (3 * Int(CLPOOL_K_BLOCK) + 77, 70)
+    let w = try TestData.uniform([k, m], in: -1..<1, random: &random)
+    let b = try TestData.uniform([m], in: -1..<1, random: &random)
+    for rows in [1, 7, 100] {
+      let x = try TestData.uniform([rows, k], in: -1..<1, random: &random)
+      let cpu = try TestBackends.cpu.backend.dense(x, weight: w, bias: b, weightLayout: .inOut, activation: .none)
+      for candidate in TestBackends.openCL {
+        let device = try candidate.backend.dense(x, weight: w, bias: b, weightLayout: .inOut, activation: .none)
+        let differing = zip(cpu.scalars, device.scalars).filter { $0.bitPattern != $1.bitPattern }.count
+        #expect(differing == 0, "\(candidate.name), \(rows)x\(k)x\(m): \(differing) of \(cpu.count) outputs differ from the CPU's")
+      }
     }
   }
 }

@@ -27,7 +27,8 @@
 
 enum { CLPOOL_F16 = 0, CLPOOL_F32 = 1, CLPOOL_F64 = 2 };
 enum { CLPOOL_ISA_BASELINE = 0, CLPOOL_ISA_AVX2 = 1, CLPOOL_ISA_AVX512 = 2 };
-/* The product's blocks of k; the rows from which clpool_gemm packs w's panels rather than streaming
+/* The product's blocks of k (Kernels/dense.cl's K_BLOCK too, so that a row gets the same bits from
+ * the CPU and from an OpenCL device with fma, whichever `auto` sends its batch to); the rows from which clpool_gemm packs w's panels rather than streaming
  * w's rows in order; and the rows of x that one pass of the streamed product takes. */
 enum { CLPOOL_K_BLOCK = 256, CLPOOL_PACK_FROM_ROWS = 96, CLPOOL_STREAM_ROWS = 6 };
 
@@ -84,11 +85,12 @@ void clpool_gemm(int type, const void *x, const void *w, const void *bias, void 
                  size_t m, size_t row_begin, size_t row_end, size_t column_begin,
                  size_t column_end);
 
-/* The chains of one K block (`block`: steps [block * CLPOOL_K_BLOCK, ...) of k) of rows
- * [row_begin, row_end) and columns [column_begin, column_end) of x . w, streamed, into partial
- * [*, m] (acc, no bias); then clpool_fold_blocks folds `blocks` such partials of `count` elements
- * each (laid out one after the other) in order into y (+ bias[i % m]): the same bits as
- * clpool_gemm, with a long k's blocks computed on several cores. */
+/* The chains of one K block (`block` < ceil(k / CLPOOL_K_BLOCK): steps [block * CLPOOL_K_BLOCK,
+ * ...) of k; a block past k writes nothing) of rows [row_begin, row_end) and columns
+ * [column_begin, column_end) of x . w, streamed, into partial[r * m + c] (acc, no bias; r and c
+ * absolute, as in y); then clpool_fold_blocks folds `blocks` such partials of `count` elements
+ * each (laid out one after the other, every element written) in order into y (+ bias[i % m]): the
+ * same bits as clpool_gemm, with a long k's blocks computed on several cores. */
 void clpool_gemm_block(int type, const void *x, const void *w, void *partial, size_t k, size_t m, size_t row_begin,
                        size_t row_end, size_t column_begin, size_t column_end, size_t block);
 void clpool_fold_blocks(int type, const void *partials, size_t blocks, size_t count, const void *bias, size_t m,

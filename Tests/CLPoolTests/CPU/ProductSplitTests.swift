@@ -39,7 +39,7 @@ import Testing
     let size = MemoryLayout<S>.size
     var random = SplitMix64(seed: TestEnvironment.seed ^ 0xB10C)
     let block = Int(CLPOOL_K_BLOCK)
-    for (rows, k, m, withBias) in [(1, 2048, 1000, true), (6, 4 * block - 24, 45, false), (3, block + 1, 17, true), (1, 35 * block + 7, 40, true), (2, 2 * block, 1, false)] {
+    for (rows, k, m, withBias) in [(1, 2048, 1000, true), (6, 4 * block - 24, 45, false), (3, block + 1, 17, true), (1, 35 * block + 7, 40, true), (2, 2 * block, 1, false), (1, block - 5, 33, false)] {
       // Infinities of both signs in w's last column (when there are several) make its chains
       // infinite or NaN (∞ − ∞); NaNs compare as NaN, not bits.
       func value() -> S { S(random.nextFloat(in: -1..<1)) }

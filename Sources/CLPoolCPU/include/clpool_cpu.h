@@ -16,8 +16,9 @@
  * sizes, never on threads. The product computes each output as an fma (baseline: multiply, then
  * add) chain over k in order, in blocks of CLPOOL_K_BLOCK steps folded in order (0 + the first
  * block's sum + the next ...) when there are several, whatever the tiling or the task that
- * computed a block: a row's result never depends on the batch it came in. A NaN pooling result is the one quiet NaN of its
- * type (sign clear), whatever the order a build's additions took its operands in.
+ * computed a block: a row's result never depends on the batch it came in. A NaN pooling result
+ * is the one quiet NaN of its type (sign clear), whatever the order a build's additions took its
+ * operands in.
  */
 #ifndef CLPOOL_CPU_H
 #define CLPOOL_CPU_H
@@ -28,8 +29,9 @@
 enum { CLPOOL_F16 = 0, CLPOOL_F32 = 1, CLPOOL_F64 = 2 };
 enum { CLPOOL_ISA_BASELINE = 0, CLPOOL_ISA_AVX2 = 1, CLPOOL_ISA_AVX512 = 2 };
 /* The product's blocks of k (Kernels/dense.cl's K_BLOCK too, so that a row gets the same bits from
- * the CPU and from an OpenCL device with fma, whichever `auto` sends its batch to); the rows from which clpool_gemm packs w's panels rather than streaming
- * w's rows in order; and the rows of x that one pass of the streamed product takes. */
+ * the CPU and from an OpenCL device with fma, whichever `auto` sends its batch to); the rows from
+ * which clpool_gemm packs w's panels rather than streaming w's rows in order; and the rows of x
+ * that one pass of the streamed product takes. */
 enum { CLPOOL_K_BLOCK = 256, CLPOOL_PACK_FROM_ROWS = 96, CLPOOL_STREAM_ROWS = 6 };
 
 /* The instruction set in use (CLPOOL_ISA_*), and its name. */

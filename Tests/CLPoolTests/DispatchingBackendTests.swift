@@ -52,5 +52,14 @@ struct DispatchingBackendTests {
         #expect(differing == 0, "\(candidate.name), \(rows)x\(k)x\(m): \(differing) of \(cpu.count) outputs differ from the CPU's")
       }
     }
+    // Without a bias too, where a chain's −0 (1e-25 × −1e-25 underflows) is added to 0 on both.
+    let tiny = try Tensor(shape: [1, 2], scalars: [Float(1e-25), 1e-25])
+    let negative = try Tensor(shape: [2, 3], scalars: [Float(-1e-25), 1, -1e-25, -1e-25, 2, -1e-25])
+    let cpu = try TestBackends.cpu.backend.dense(tiny, weight: negative, weightLayout: .inOut, activation: .none)
+    #expect(cpu.scalars[0].bitPattern == 0 && cpu.scalars[2].bitPattern == 0, "the CPU's −0 + 0 is +0: \(cpu.scalars)")
+    for candidate in TestBackends.openCL {
+      let device = try candidate.backend.dense(tiny, weight: negative, weightLayout: .inOut, activation: .none)
+      #expect(device.scalars.map(\.bitPattern) == cpu.scalars.map(\.bitPattern), "\(candidate.name) without a bias: \(device.scalars) vs the CPU's \(cpu.scalars)")
+    }
   }
 }

@@ -10,8 +10,7 @@ struct CPUDense {
   let storage: ScalarType
   let geometry: DenseGeometry
   private let weight: Buffer
-  private let bias: Buffer?
-
+  private let bias: Buffer
 
   /// - Parameters: weight and bias, the caller's memory in `type`, valid while this product is used.
   init(_ weight: UnsafeRawBufferPointer, _ bias: UnsafeRawBufferPointer?, _ type: ScalarType, _ geometry: DenseGeometry) throws {
@@ -20,7 +19,7 @@ struct CPUDense {
     let (k, m) = (geometry.inputs, geometry.outputs)
     try HostMemory.check(elements: k, m, width: type.accumulatorWidth, what: "dense weight")
     self.weight = Buffer(weight.baseAddress!, count: k * m, type, transposedFrom: geometry.weightLayout == .outIn ? (m, k) : nil)
-    self.bias = bias.map { Buffer($0.baseAddress!, count: m, type, transposedFrom: nil) }
+    self.bias = bias.map { Buffer($0.baseAddress!, count: m, type, transposedFrom: nil) } ?? Buffer(zeros: m, type)
   }
 
   /// `count` rows of x (storage type, [count, K] at `x`) into `out` ([count, M], storage type).
@@ -62,7 +61,7 @@ struct CPUDense {
       for index in tasks {
         let (rowTask, columnTask) = (index / columnTasks, index % columnTasks)
         clpool_gemm(
-          type, x, weight.pointer, bias?.pointer, y, k, m, rowTask * taskRows, min(count, (rowTask + 1) * taskRows),
+          type, x, weight.pointer, bias.pointer, y, k, m, rowTask * taskRows, min(count, (rowTask + 1) * taskRows),
           firstColumn(columnTask), firstColumn(columnTask + 1))
       }
     }
@@ -82,7 +81,7 @@ struct CPUDense {
         }
       }
     }
-    clpool_fold_blocks(type, partials, split.blocks, count * m, bias?.pointer, m, y)
+    clpool_fold_blocks(type, partials, split.blocks, count * m, bias.pointer, m, y)
   }
 
   /// The written rule for a product of a few rows and a long k, where reading W is the cost: when
@@ -142,6 +141,16 @@ struct CPUDense {
       }
       pointer = UnsafeRawPointer(widened)
       owned = widened
+    }
+
+    /// `count` zeros in `type`'s arithmetic type: the bias of a product without one, so that every
+    /// output is chain + bias, as on OpenCL (Kernels/dense.cl adds 0 there), where a chain's −0 (an
+    /// underflow) becomes +0.
+    init(zeros count: Int, _ type: ScalarType) {
+      let bytes = max(1, count) * type.accumulator.byteWidth
+      let memory = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+      memory.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+      (pointer, owned) = (UnsafeRawPointer(memory), memory)
     }
 
     /// `count` elements of `type` at `source`, widened to its arithmetic type.

@@ -90,8 +90,8 @@ struct CPUDense {
   /// share of it, and the blocks' partials take at most 16 MiB, each core takes a contiguous range
   /// of K blocks (CLPOOL_K_BLOCK rows of W each) across all the columns, and the partials fold in
   /// order after. Each core then reads its own contiguous part of W: two cores reading the two
-  /// halves of every row of a cached W ran 9% slower (BENCHMARKS.md). The bits are clpool_gemm's,
-  /// whichever core took a block.
+  /// halves of every row of a cached W read it 9–25% slower (BENCHMARKS.md). The bits are
+  /// clpool_gemm's, whichever core took a block.
   struct BlockSplit {
     let blocks: Int
     let tasks: Int

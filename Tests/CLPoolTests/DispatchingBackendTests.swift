@@ -48,8 +48,8 @@ struct DispatchingBackendTests {
       let cpu = try TestBackends.cpu.backend.dense(x, weight: w, bias: b, weightLayout: .inOut, activation: .none)
       for candidate in TestBackends.openCL {
         let device = try candidate.backend.dense(x, weight: w, bias: b, weightLayout: .inOut, activation: .none)
-        let differing = zip(cpu.scalars, device.scalars).filter { $0.bitPattern != $1.bitPattern }.count
-        #expect(differing == 0, "\(candidate.name), \(rows)x\(k)x\(m): \(differing) of \(cpu.count) outputs differ from the CPU's")
+        let outcome = CrossCheck.sameBits(device.scalars, alone: [(sample: 0, row: cpu.scalars)])
+        #expect(outcome.passed, "\(candidate.name), \(rows)x\(k)x\(m): \(outcome.mismatch ?? ""), \(outcome.maxError) outputs differ from the CPU's")
       }
     }
     // Without a bias too, where a chain's −0 (1e-25 × −1e-25 underflows) is added to 0 on both.

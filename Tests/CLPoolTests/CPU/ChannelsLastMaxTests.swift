@@ -18,12 +18,13 @@ import Testing
   /// them near the type's limit; `negative` leaves out +0, +Inf and the positive values;
   /// `zeroMaxima` leaves out the positive values but keeps zeros of both signs, so each channel's
   /// maximum is its first zero, of whichever sign that one has;
-  /// `nanEvery` puts a NaN in one position of every that-many channels, of `nanSign` or of either
-  /// sign; without `infinities` the ends of the grid are finite.
+  /// `nanEvery` puts a NaN (quiet or signalling, payloads from 1 to all bits) in one position of
+  /// every that-many channels, of `nanSign` or of either sign, with `nanSignificand` or any of
+  /// those; without `infinities` the ends of the grid are finite.
   static func input<S: StorageScalar>(
     _: S.Type, batch: Int, positions: Int, channels: Int, huge: Bool, negative: Bool = false,
-    zeroMaxima: Bool = false, nanEvery: Int, nanSign: FloatingPointSign? = nil, infinities: Bool = true,
-    random: inout SplitMix64
+    zeroMaxima: Bool = false, nanEvery: Int, nanSign: FloatingPointSign? = nil,
+    nanSignificand: S.RawSignificand? = nil, infinities: Bool = true, random: inout SplitMix64
   ) throws -> TypedTensor<S> {
     let scale: S = huge ? S.greatestFiniteMagnitude / 4 : 1
     var values = (0..<batch * positions * channels).map { _ -> S in
@@ -41,11 +42,18 @@ import Testing
     if nanEvery > 0 {
       for n in 0..<batch {
         for c in stride(from: Int(random.next() % UInt64(nanEvery)), to: channels, by: nanEvery) {
-          // quiet NaNs of either sign with small payloads
+          // quiet NaNs with small payloads, and the NaNs next to the infinities and farthest
+          // from them (signalling payload 1, every significand bit set)
           let quiet: S.RawSignificand = 1 << (S.significandBitCount - 1)
-          let payload = S.RawSignificand(random.next() % 8)
+          let significand: S.RawSignificand
+          switch random.next() % 4 {
+          case 0: significand = 1
+          case 1: significand = quiet | (quiet - 1)
+          default: significand = quiet | S.RawSignificand(random.next() % 8)
+          }
+          let nanBits = nanSignificand ?? significand
           let sign: FloatingPointSign = nanSign ?? (random.next() % 2 == 0 ? .plus : .minus)
-          let nan = S(sign: sign, exponentBitPattern: S.infinity.exponentBitPattern, significandBitPattern: quiet | payload)
+          let nan = S(sign: sign, exponentBitPattern: S.infinity.exponentBitPattern, significandBitPattern: nanBits)
           values[(n * positions + Int(random.next() % UInt64(positions))) * channels + c] = nan
         }
       }
@@ -73,7 +81,8 @@ import Testing
   }
 
   static func check<S: StorageScalar>(
-    _ type: S.Type, huge: Bool, negative: Bool = false, zeroMaxima: Bool = false, nanSign: FloatingPointSign? = nil
+    _ type: S.Type, huge: Bool, negative: Bool = false, zeroMaxima: Bool = false, nanSign: FloatingPointSign? = nil,
+    nanSignificand: S.RawSignificand? = nil
   ) throws {
     let backend = TestBackends.cpu.backend
     var random = SplitMix64(seed: TestEnvironment.seed)
@@ -81,7 +90,8 @@ import Testing
       for (positions, special) in [1, 2, 3, 49, 63, 64, 65, 130].flatMap({ [($0, true), ($0, false)] }) {
         let x = try input(
           type, batch: 2, positions: positions, channels: channels, huge: huge, negative: negative, zeroMaxima: zeroMaxima,
-          nanEvery: special ? 5 : 0, nanSign: nanSign, infinities: special, random: &random)
+          nanEvery: special ? 5 : 0, nanSign: nanSign, nanSignificand: nanSignificand, infinities: special,
+          random: &random)
         let got = try backend.globalMaxPool(x, layout: .channelsLast).scalars
         let expected = firstMaxima(x)
         // Equal and of the same sign: the same bits, zeros and subnormals included; NaN as the
@@ -95,7 +105,7 @@ import Testing
         }
         #expect(
           wrong == nil,
-          "\(S.self), \(channels) channels x \(positions) positions\(huge ? ", near the limit" : "")\(negative ? ", negative" : "")\(zeroMaxima ? ", zero maxima" : "")\(nanSign.map { ", NaNs \($0)" } ?? "")\(special ? "" : ", finite"): output \(wrong ?? 0) is \(wrong.map { "\(got[$0])" } ?? ""), not \(wrong.map { expected[$0].map { "\($0)" } ?? "NaN" } ?? "")")
+          "\(S.self), \(channels) channels x \(positions) positions\(huge ? ", near the limit" : "")\(negative ? ", negative" : "")\(zeroMaxima ? ", zero maxima" : "")\(nanSign.map { ", NaNs \($0)" } ?? "")\(nanSignificand.map { " of significand \($0)" } ?? "")\(special ? "" : ", finite"): output \(wrong ?? 0) is \(wrong.map { "\(got[$0])" } ?? ""), not \(wrong.map { expected[$0].map { "\($0)" } ?? "NaN" } ?? "")")
       }
     }
   }
@@ -122,5 +132,6 @@ import Testing
     // pooling_halves.inc's rows keep the smallest key per channel only once a negative NaN is seen
     try Self.check(Float16.self, huge: false, nanSign: .plus)
     try Self.check(Float16.self, huge: false, nanSign: .minus)
+    try Self.check(Float16.self, huge: false, nanSign: .minus, nanSignificand: 1)  // 0xfc01, next to -Inf
   }
 }

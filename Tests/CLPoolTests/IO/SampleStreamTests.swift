@@ -3,10 +3,10 @@ import Foundation
 import TestSupport
 import Testing
 
-/// A stream whose consumer fails mid-way stops with that error, on the mapped and on the
-/// converted read path, however far its helper got, and leaves no chunk mapped; nothing traps (the
-/// helper's semaphores and thread are torn down in order, which a full disk under `clpool pool`
-/// once turned into a crash).
+/// A stream whose consumer or whose helper's read fails mid-way stops with that error, on the
+/// mapped and on the converted read path, however far its helper got, and leaves no chunk mapped;
+/// nothing traps (the helper's semaphores and thread are torn down in order, which a full disk
+/// under `clpool pool` once turned into a crash).
 @Suite struct SampleStreamTests {
   struct Stop: Error {}
 
@@ -37,6 +37,32 @@ import Testing
     var total = 0
     try stream.forEachChunk { _, count, _ in total += count }
     #expect(total == samples)
+  }
+
+  /// A file cut short after the stream opened it fails the helper's read of the chunk past the
+  /// cut: the stream delivers the chunks before it, then throws that error, whichever chunk it was
+  /// (the helper then holds the chunks the caller handed back, released as the stream stops).
+  @Test func aReadThatFailsStopsTheStream() throws {
+    let samples = 12, sampleElements = 6
+    let values = (0..<(samples * sampleElements)).map { Double($0) }
+    let file = NPYBytes.file(descr: "<f8", shape: [samples, 2, 3], payload: NPYBytes.float64(values))
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("clpool-cut-\(getpid()).npy").path
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    for kept in [0, 1, 2, 7, samples - 1] {
+      try file.write(to: URL(fileURLWithPath: path))
+      let stream = try SampleStream(path: path, type: .float32, chunkBytes: sampleElements * 4)
+      let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+      try handle.truncate(atOffset: UInt64(file.count - (samples - kept) * sampleElements * 8))
+      try handle.close()
+      var seen: [Int] = []
+      #expect(throws: CLPoolError.self) {
+        try stream.forEachChunk { first, _, elements in
+          #expect(Array(elements.bindMemory(to: Float.self)) == values[(first * 6)..<(first * 6 + 6)].map(Float.init))
+          seen.append(first)
+        }
+      }
+      #expect(seen == Array(0..<kept), "a file cut after \(kept) samples")
+    }
   }
 }
 

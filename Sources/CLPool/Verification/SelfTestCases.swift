@@ -206,8 +206,8 @@ extension SelfTestCase {
   /// planes two or more), a product about half a NaN term an output (two in one of ten outputs),
   /// so NaN outputs are checked too; data without both kinds of output fail. A NaN in x makes its
   /// whole row NaN and one in w its whole column, so x carries 0.2 NaNs a row and w 0.3 a column:
-  /// then every row (7 of them, or 9) or every column (10 of them) is NaN in under 1 of 10^4
-  /// draws; at 0.6 each, 1 in 300 draws of [7, 97, 150] gave nothing but NaN.
+  /// with at least 7 rows and 20 columns, all outputs are NaN, or none, in under 1 of 10^4 draws
+  /// (at 0.6 each, 1 in 300 draws of [7, 97, 150] gave nothing but NaN).
   /// `shape` as the operation's own case: pooling [N, C, spatial...], dense [N, K, M] (with bias),
   /// head [N, C, spatial..., M] (with bias).
   public static func batchInvariance(

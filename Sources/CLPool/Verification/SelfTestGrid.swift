@@ -145,7 +145,7 @@ extension SelfTestCase {
       .dense(.inOut, .none, bias: true, [2, 4100, 3]),
       .denseBackward(.outIn, [7, 13, 5]),
       .batchInvariance(.dense, [9, 13, 20], activation: .relu),
-      .batchInvariance(.head, [9, 8, 3, 3, 10], layout: .channelsLast),
+      .batchInvariance(.head, [9, 8, 3, 3, 20], layout: .channelsLast),
       .head(.channelsFirst, .softmax, [1, 37, 7, 7, 300]),
       .head(.channelsLast, .relu, [13, 8, 2, 3, 10]),
     ]

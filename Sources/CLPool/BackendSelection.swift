@@ -77,21 +77,25 @@ public struct BackendSelection: Equatable, Sendable {
   }
 
   /// Reads the `CLPOOL_*` variables; explicit arguments (the CLI's options) win.
+  /// - Parameter names: what messages call the two arguments: the CLI's options by default, a
+  ///   function's parameters for the C ABI.
   /// - Throws: `CLPoolError.invalidConfiguration` listing the valid values.
   public static func resolve(
     backend: String? = nil, device: String? = nil,
-    environment: [String: String] = ProcessInfo.processInfo.environment
+    environment: [String: String] = ProcessInfo.processInfo.environment,
+    names: (backend: String, device: String) = ("--backend", "--device")
   ) throws -> BackendSelection {
     let backendText = backend ?? environment["CLPOOL_BACKEND"] ?? ""
     let deviceText = device ?? environment["CLPOOL_DEVICE"] ?? ""
-    let source = backend != nil ? "--backend" : "CLPOOL_BACKEND"
+    let source = backend != nil ? names.backend : "CLPOOL_BACKEND"
     // An unset or empty variable means the default; an option given empty is a mistake.
     if backend?.isEmpty == true {
       throw CLPoolError.invalidConfiguration(
-        "--backend '' is not a backend; valid values: " + Choice.allCases.map(\.rawValue).joined(separator: ", "))
+        "\(names.backend) '' is not a backend; valid values: " + Choice.allCases.map(\.rawValue).joined(separator: ", "))
     }
     if device?.isEmpty == true {
-      throw CLPoolError.invalidConfiguration("--device '' names no device; give an index or a name substring (clpool devices lists them)")
+      throw CLPoolError.invalidConfiguration(
+        "\(names.device) '' names no device; give an index or a name substring (clpool devices lists them)")
     }
     let choice: Choice
     if backendText.isEmpty {
@@ -138,7 +142,7 @@ public struct BackendSelection: Equatable, Sendable {
     note: (String) -> Void = BackendSelection.noteOnce
   ) throws -> any Backend {
     if choice != .cpu, let device, device.spansDevices {
-      return try shardedBackend(options, type)
+      return try shardedBackend(options, type, note: note)
     }
     switch choice {
     case .cpu:
@@ -169,6 +173,8 @@ public struct BackendSelection: Equatable, Sendable {
             note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable (\(Self.firstLine(error))); \(next)")
           }
         }
+      } catch CLPoolError.invalidConfiguration(let message) {
+        throw CLPoolError.invalidConfiguration(message)  // a device named that is not there: a mistake, not a fallback
       } catch {
         note("clpool: OpenCL unavailable (\(Self.firstLine(error))); using the CPU backend")
       }
@@ -177,10 +183,13 @@ public struct BackendSelection: Equatable, Sendable {
   }
 
   /// `--device all` or a list of indices: every selected device that computes in `type`, each
-  /// given a share of every batch. One device alone is that device's backend.
-  private func shardedBackend(_ options: BackendOptions, _ type: ScalarType) throws -> any Backend {
+  /// given a share of every batch. One device alone is that device's backend. `all` keeps the
+  /// devices that compute the preferred device's bits (a GPU or accelerator first, else the first
+  /// device) and notes the others; a list that mixes kinds is refused (`ShardedBackend`).
+  private func shardedBackend(_ options: BackendOptions, _ type: ScalarType, note: (String) -> Void) throws -> any Backend {
+    let devices = try matchingDevices()
     var shards: [OpenCLBackend] = []
-    for candidate in try matchingDevices() {
+    for candidate in devices {
       let backend = try openCLBackend(candidate, options)
       do {
         try backend.checkSupport(type)
@@ -188,6 +197,15 @@ public struct BackendSelection: Equatable, Sendable {
         throw CLPoolError.unavailable("device \(candidate.index) (\(candidate.name)), \(type.rawValue) storage: \(error)")
       }
       shards.append(backend)
+    }
+    if case .all = device {
+      let key = shards[devices.firstIndex { $0.index == preferred(devices).index }!].computationKey
+      let others = shards.filter { $0.computationKey != key }
+      if !others.isEmpty {
+        let names = others.map { "\($0.device.index) (\($0.deviceName))" }.joined(separator: ", ")
+        note("clpool: --device all leaves out \(names): another OpenCL implementation or device type computes other bits")
+        shards.removeAll { $0.computationKey != key }
+      }
     }
     return shards.count == 1 ? shards[0] : try ShardedBackend(shards)
   }

@@ -34,4 +34,10 @@ public enum CLPoolError: Error, Equatable, CustomStringConvertible {
     case .unavailable, .openCL: return false
     }
   }
+
+  /// `text` (from a file: a header, a label) with its control characters escaped (`\u{1B}`), so
+  /// that printing it neither breaks a one-line message nor sends a terminal escape sequence.
+  public static func printable(_ text: String) -> String {
+    text.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }.joined()
+  }
 }

@@ -12,7 +12,8 @@ public func backendCreate(
   boundary {
     guard let out else { throw CLPoolError.invalidArgument("clpool_backend_create needs somewhere to put the backend (out is NULL)") }
     out.pointee = nil
-    let selection = try BackendSelection.resolve(backend: Argument.text(backend), device: Argument.text(device))
+    let selection = try BackendSelection.resolve(
+      backend: Argument.text(backend), device: Argument.text(device), names: ("backend", "device"))
     let handle = BackendHandle(try selection.makeBackend())
     out.pointee = OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
   }

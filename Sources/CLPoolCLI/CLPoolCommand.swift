@@ -21,6 +21,14 @@ struct CLPoolCommand: ParsableCommand {
 
   /// Runs the command line; every error ends here, in `report`.
   static func main() {
+    OutputFile.removeTemporariesOnSignals()  // an interrupted run leaves no temporary file
+    // ArgumentParser answers `help NAME` for an unknown NAME with the overview and status 0.
+    let arguments = CommandLine.arguments.dropFirst()
+    let names = configuration.subcommands.map { $0._commandName }
+    if arguments.first == "help", let name = arguments.dropFirst().first, !names.contains(name), name != "help" {
+      write("no subcommand '\(name)'; subcommands: \(names.joined(separator: ", ")) (see 'clpool help')", status: 2, buildLog: nil)
+      Foundation.exit(2)
+    }
     do {
       var command = try parseAsRoot()
       try command.run()

@@ -54,6 +54,11 @@ struct CamCommand: ParsableCommand {
   private var isPNG: Bool { outputOptions.output.lowercased().hasSuffix(".png") }
 
   func validate() throws {
+    try checkOutputs([("-o", outputOptions.output)], replaceNoneOf: [input] + weightOptions.paths + (overlay.map { [$0] } ?? []))
+    if let rank = layout.rank, rank != 4 {
+      let axes = rank == 3 ? "one spatial axis" : "three spatial axes"
+      throw ValidationError("--layout \(layout.name) has \(axes); a class activation map takes two (nchw, nhwc, channels-first or channels-last)")
+    }
     guard isPNG || outputOptions.output.lowercased().hasSuffix(".npy") else {
       throw ValidationError("--output must end in .png or .npy, got '\(outputOptions.output)'")
     }

@@ -1,3 +1,4 @@
+import ArgumentParser
 import CLPool
 import Foundation
 
@@ -21,6 +22,16 @@ func readNPY<S: StorageScalar>(_ path: String, as type: S.Type) throws -> TypedT
 
 func writeNPY<S: StorageScalar>(_ tensor: TypedTensor<S>, _ path: String) throws {
   try NPY.write(Tensor(converting: tensor), to: URL(fileURLWithPath: path))
+}
+
+/// Throws when an output names a file the command reads (also through a link): written whole and
+/// renamed over its target, the output would replace that input, so it is refused as `cp a a` is.
+func checkOutputs(_ outputs: [(option: String, path: String?)], replaceNoneOf inputs: [String]) throws {
+  for case let (option, output?) in outputs {
+    if let input = inputs.first(where: { OutputFile.sameFile($0, output) }) {
+      throw ValidationError("\(option) \(output) names the input \(input): clpool never replaces a file it reads")
+    }
+  }
 }
 
 /// Runs `body`; a shape error it throws is prefixed with the input file it concerns.

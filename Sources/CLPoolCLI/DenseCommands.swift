@@ -16,6 +16,10 @@ struct DenseCommand: ParsableCommand {
 
   @OptionGroup var dense: DenseOptionGroup
 
+  func validate() throws {
+    try checkOutputs([("-o", dense.outputOptions.output)], replaceNoneOf: [input] + dense.weights.paths)
+  }
+
   func run() throws {
     try run(dense.storage.dtype.staticType)
   }
@@ -71,6 +75,8 @@ struct HeadCommand: ParsableCommand {
       throw ValidationError(
         "--top ranks softmax probabilities of the logits: it needs --activation none or softmax, not \(dense.activation.rawValue)")
     }
+    let labels = topOptions.labels.map { [$0] } ?? []
+    try checkOutputs([("-o", dense.outputOptions.output)], replaceNoneOf: [input] + dense.weights.paths + labels)
   }
 
   func run() throws {

@@ -51,6 +51,7 @@ struct PoolCommand: ParsableCommand {
     if let indices, OutputFile.sameFile(indices, outputOptions.output) {
       throw ValidationError("--indices and -o name the same file (\(indices)); give each its own")
     }
+    try checkOutputs([("-o", outputOptions.output), ("--indices", indices)], replaceNoneOf: inputs)
   }
 
   func run() throws {

@@ -22,11 +22,10 @@ struct TopClassesOptionGroup: ParsableArguments {
       throw CLPoolError.invalidArgument("--top \(top) asks for more classes than the weight's \(classes)")
     }
     guard let labels else { return nil }
-    guard let data = FileManager.default.contents(atPath: labels) else {
-      throw CLPoolError.invalidInput("\(labels): cannot read the labels file")
-    }
-    var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-      .map { $0.hasSuffix("\r") ? String($0.dropLast()) : String($0) }
+    let bytes = try InputFile.contents(of: labels, limit: 1 << 26)
+    // Lines split on the byte \n (a Character would hold \r\n whole), each without a final \r.
+    var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+      .map { String(decoding: $0.last == UInt8(ascii: "\r") ? $0.dropLast() : $0, as: UTF8.self) }
     if lines.last == "" { lines.removeLast() }  // the newline that ends the last line
     guard lines.count == classes else {
       throw CLPoolError.invalidInput(
@@ -71,7 +70,7 @@ struct TopClassesCollector {
       for (rank, entry) in ranking.enumerated() {
         lines.append(
           ["\(sample)", "\(rank + 1)", "\(entry.class)", String(format: "%.6f", entry.probability)]
-            + (entry.label.map { [$0] } ?? []))
+            + (entry.label.map { [CLPoolError.printable($0)] } ?? []))
       }
     }
     let widths = header.indices.map { column in lines.map { column < $0.count ? $0[column].count : 0 }.max() ?? 0 }

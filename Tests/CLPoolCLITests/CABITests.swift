@@ -10,23 +10,24 @@ import Testing
   static let library = ClpoolRun.executable.deletingLastPathComponent().appendingPathComponent("libclpool-c.so")
   static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-  /// Compiles the test program once per run, into a temporary folder.
+  /// Compiles the test program once per run, next to the library it links (so that no run leaves a
+  /// folder behind); compiled under a name of its own, then renamed into place whole.
   static let program: Result<URL, CLIError> = {
     guard FileManager.default.fileExists(atPath: library.path) else {
       return .failure(CLIError("\(library.path) is not built; run 'swift build --product clpool-c' first"))
     }
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clpool-cabi-\(UUID().uuidString)")
-    let output = folder.appendingPathComponent("clpool_abi_test")
+    let directory = library.deletingLastPathComponent().path
+    let program = library.deletingLastPathComponent().appendingPathComponent("clpool_abi_test")
+    let output = library.deletingLastPathComponent().appendingPathComponent("clpool_abi_test-\(getpid())")
     do {
-      try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-      let directory = library.deletingLastPathComponent().path
       let compile = try ClpoolRun.program(
         URL(fileURLWithPath: "/usr/bin/env"),
         ["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", root.appendingPathComponent("Sources/CLPoolC/include").path,
          root.appendingPathComponent("Tests/CABI/clpool_abi_test.c").path, "-o", output.path,
          "-L", directory, "-lclpool-c", "-Wl,-rpath,\(directory)", "-lm", "-lpthread"])
       guard compile.status == 0 else { return .failure(CLIError("cc failed:\n\(compile.stdout)\(compile.stderr)")) }
-      return .success(output)
+      guard rename(output.path, program.path) == 0 else { return .failure(CLIError("cannot rename \(output.path) to \(program.path)")) }
+      return .success(program)
     } catch {
       return .failure(CLIError("cannot compile the C ABI test: \(error)"))
     }

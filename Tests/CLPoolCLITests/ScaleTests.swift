@@ -202,6 +202,13 @@ import Testing
           scratch, path, layout: layout, expected, ["--backend", backend, "--chunk-bytes", chunk],
           launcher: [mpirun] + Self.mpiLauncher, "mpirun -n 3, \(backend) \(layout) chunk \(chunk)")
       }
+      // Fortran order: every rank reads the file whole and computes its own share of it.
+      let fortran = scratch.path("x-f.npy")
+      try NPYBytes.file(descr: "<f4", fortran: true, shape: x.shape, payload: NPYBytes.float32(Self.fortranOrder(x)))
+        .write(to: URL(fileURLWithPath: fortran))
+      try Self.expectSameBits(
+        scratch, fortran, layout: layout, expected, ["--backend", backend],
+        launcher: [mpirun] + Self.mpiLauncher, "mpirun -n 3, \(backend) \(layout) Fortran order")
     }
     // Fewer samples than ranks: a rank with none still takes part.
     let (x, path, weight, bias) = try Self.inputs(scratch, layout: .channelsFirst, samples: 2)

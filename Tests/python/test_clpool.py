@@ -196,6 +196,18 @@ def test_integer_inputs_compute_in_float32():
         (lambda b: b.head(np.zeros((1, 3, 2, 2), np.float32), np.zeros((2, 3), np.float32)), "2x3"),
         (lambda b: b.class_activation_map(np.zeros((2, 2, 2), np.float32), np.zeros((2, 3), np.float32), 3), "class 3 is out of range"),
         (lambda b: b.class_activation_map(np.zeros((2, 2, 2, 2), np.float32), np.zeros((2, 3), np.float32), 0), "one sample"),
+        # ctypes would wrap these into int64 (2**64 + 1 as class 1)
+        (lambda b: b.class_activation_map(np.zeros((2, 2, 2), np.float32), np.zeros((2, 3), np.float32), 2**64 + 1),
+         "class 18446744073709551617 is out of range"),
+        (lambda b: b.class_activation_map(np.zeros((2, 2, 2), np.float32), np.zeros((2, 3), np.float32), -(2**70)), "out of range"),
+        # the C call takes the bias as a bare pointer: a short one would be read past its end
+        (lambda b: b.dense(np.zeros((2, 3), np.float32), np.zeros((3, 4000), np.float32), np.ones(1, np.float32)),
+         "bias has shape [1]; it must be [4000]"),
+        (lambda b: b.dense(np.zeros((2, 3), np.float32), np.zeros((5, 3), np.float32), np.ones(3, np.float32), weight_layout="out-in"),
+         "it must be [5]"),
+        (lambda b: b.dense(np.zeros((2, 3), np.float32), np.zeros((3, 5), np.float32), np.ones((1, 5), np.float32)), "[1, 5]"),
+        (lambda b: b.dense(np.zeros((2, 3), np.float32), np.zeros((3, 5), np.float32), np.float32(1)), "bias has shape []"),
+        (lambda b: b.head(np.zeros((1, 3, 2, 2), np.float32), np.zeros((3, 5), np.float32), np.ones(9, np.float32)), "it must be [5]"),
     ],
 )
 def test_mistakes_raise_one_line_value_errors(backend, call, words):
@@ -210,6 +222,25 @@ def test_unknown_backend_lists_the_valid_ones():
     with pytest.raises(clpool.InvalidArgumentError, match="valid values: auto, cpu, opencl") as raised:
         clpool.Backend("gpu")
     assert raised.value.status_name == "CLPOOL_ERROR_INVALID_CONFIGURATION"
+    assert "--backend" not in str(raised.value)  # a Python caller passed no command-line option
+
+
+def test_byte_swapped_arrays_compute_in_their_own_type(backend, rng):
+    x = rng.standard_normal((3, 4, 5, 5))
+    swapped = x.astype(">f8")
+    assert backend.global_avg_pool(swapped).dtype == np.float64
+    assert backend.global_avg_pool(swapped).tobytes() == backend.global_avg_pool(x).tobytes()
+    assert backend.global_max_pool(x.astype(">f2")).dtype == np.float16
+
+
+def test_complex_arrays_are_refused(backend):
+    with pytest.raises(clpool.InvalidArgumentError, match="complex"):
+        backend.global_avg_pool(np.zeros((1, 2, 3, 3), np.complex64))
+
+
+def test_a_class_index_must_be_an_integer(backend):
+    with pytest.raises(TypeError):
+        backend.class_activation_map(np.zeros((2, 2, 2), np.float32), np.zeros((2, 3), np.float32), 1.5)
 
 
 def test_devices_and_default_backend():

@@ -20,6 +20,7 @@ arguments raise InvalidArgumentError, which is also a ValueError.
 
 import ctypes
 import json
+import operator
 import os
 import pathlib
 import threading
@@ -122,8 +123,15 @@ def _choice(table, value, what):
 
 
 def _computation_type(x):
+    """The storage type of a call on x: its own float type (in native byte order: a big-endian
+    float64 array computes in float64), else float32; complex data is refused, not truncated."""
     dtype = np.asarray(x).dtype
-    return dtype if dtype in _TYPES else np.dtype(np.float32)
+    if dtype.kind == "c":
+        raise InvalidArgumentError(
+            f"{dtype} data is complex; clpool computes on real float16, float32 or float64",
+            _INVALID_ARGUMENT, "CLPOOL_ERROR_INVALID_ARGUMENT")
+    native = dtype.newbyteorder("=") if dtype.kind == "f" else dtype
+    return native if native in _TYPES else np.dtype(np.float32)
 
 
 def _prepared(array, dtype):
@@ -170,6 +178,21 @@ def _pooled_shape(shape, layout):
 def _kept_shape(shape, layout):
     ones = (1,) * (len(shape) - 2)
     return (shape[0], shape[1]) + ones if layout == 0 else (shape[0],) + ones + (shape[-1],)
+
+
+def _bias(b, w, weight_layout, dtype):
+    """b as the C call reads it, [M] for the weight's M outputs: the call takes a bare pointer, so
+    the length is checked here."""
+    if b is None:
+        return None
+    b = _prepared(b, dtype)
+    outputs = (w.shape[1] if weight_layout == 0 else w.shape[0]) if w.ndim == 2 else None
+    if b.ndim != 1 or (outputs is not None and b.shape[0] != outputs):
+        wanted = f"[{outputs}]" if outputs is not None else "[M]"
+        raise InvalidArgumentError(
+            f"bias has shape {list(b.shape)}; it must be {wanted}, one per output of the weight",
+            _INVALID_ARGUMENT, "CLPOOL_ERROR_INVALID_ARGUMENT")
+    return b
 
 
 def _product_shape(x, w, weight_layout):
@@ -251,7 +274,7 @@ class Backend:
         activation = _choice(_ACTIVATIONS, activation, "activation")
         dtype = _computation_type(x)
         x, w = _prepared(x, dtype), _prepared(w, dtype)
-        b = None if b is None else _prepared(b, dtype)
+        b = _bias(b, w, weight_layout, dtype)
         y = _output(_product_shape(x, w, weight_layout), dtype)
         _check(_lib().clpool_dense(
             self.handle, _TYPES[dtype], _pointer(x), *_shape(x), _pointer(w), *_shape(w), weight_layout, _pointer(b),
@@ -265,7 +288,7 @@ class Backend:
         activation = _choice(_ACTIVATIONS, activation, "activation")
         dtype = _computation_type(x)
         x, w = _prepared(x, dtype), _prepared(w, dtype)
-        b = None if b is None else _prepared(b, dtype)
+        b = _bias(b, w, weight_layout, dtype)
         planes = _pooled_shape(x.shape, layout)
         y = _output(None if planes is None or w.ndim != 2 else (planes[0], w.shape[1] if weight_layout == 0 else w.shape[0]), dtype)
         _check(_lib().clpool_head(
@@ -278,6 +301,10 @@ class Backend:
         x [C,H,W] or [1,C,H,W] (channels-last [H,W,C] or [1,H,W,C]): [H,W]."""
         layout = _choice(_LAYOUTS, layout, "layout")
         weight_layout = _choice(_WEIGHT_LAYOUTS, weight_layout, "weight layout")
+        index = operator.index(class_index)  # an integer: 2.5 is refused, not truncated
+        if not -(1 << 63) <= index < 1 << 63:  # ctypes would wrap it into int64 silently
+            raise InvalidArgumentError(
+                f"class {index} is out of range", _INVALID_ARGUMENT, "CLPOOL_ERROR_INVALID_ARGUMENT")
         dtype = _computation_type(x)
         x, w = _prepared(x, dtype), _prepared(w, dtype)
         sample = x.shape[1:] if x.ndim == 4 else x.shape
@@ -285,7 +312,7 @@ class Backend:
         cam = _output(spatial, dtype)
         _check(_lib().clpool_class_activation_map(
             self.handle, _TYPES[dtype], _pointer(x), *_shape(x), layout, _pointer(w), *_shape(w), weight_layout,
-            int(class_index), _pointer(cam)))
+            index, _pointer(cam)))
         return cam
 
 

@@ -59,11 +59,8 @@ public enum NPY {
     /// Parses the magic, version and header at the start of `bytes` (which must hold the whole
     /// header; the payload may or may not follow).
     init(parsing bytes: UnsafeRawBufferPointer, name: String) throws {
-      // Header text is echoed in messages: escape control characters so a message stays one line.
-      let fail = { (problem: String) -> CLPoolError in
-        let printable = problem.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }
-        return .invalidInput("\(name): \(printable.joined())")
-      }
+      // Header text is echoed in messages: escaped, so a message stays one line.
+      let fail = { (problem: String) -> CLPoolError in .invalidInput("\(name): \(CLPoolError.printable(problem))") }
       self.fail = fail
       guard bytes.count >= 10, Array(bytes[0..<6]) == NPY.magic else {
         throw fail("not a .npy file (bad magic; expected \\x93NUMPY)")
@@ -219,6 +216,7 @@ public enum NPY {
           break
         }
       }
+      try parser.expectEnd()  // only the padding numpy writes (spaces, the final newline) may follow
       for key in ["descr", "fortran_order", "shape"] where !seen.contains(key) {
         throw HeaderProblem(text: "missing key '\(key)'")
       }
@@ -247,6 +245,11 @@ public enum NPY {
 
     mutating func expect(_ token: Character) throws {
       guard consume(token) else { throw HeaderProblem(text: "expected '\(token)' at offset \(position)") }
+    }
+
+    mutating func expectEnd() throws {
+      skipSpace()
+      guard position == characters.count else { throw HeaderProblem(text: "text after the closing '}' at offset \(position)") }
     }
 
     mutating func string() throws -> String {

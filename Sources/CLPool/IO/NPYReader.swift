@@ -53,7 +53,7 @@ extension NPY {
       precondition(out.count >= range.count && range.upperBound <= layout.count)
       let width = layout.element.size
       let direct = layout.element.kind.scalarType == S.scalarType && !layout.element.bigEndian
-      let chunk = direct ? range.count : max(1, (1 << 22) / width)
+      let chunk = direct ? max(1, range.count) : max(1, (1 << 22) / width)  // stride's step is never 0
       var scratch = direct ? [] : [UInt8](repeating: 0, count: min(chunk, range.count) * width)
       for begin in stride(from: range.lowerBound, to: range.upperBound, by: chunk) {
         let end = min(begin + chunk, range.upperBound)
@@ -91,7 +91,7 @@ extension NPY {
 
 /// A file opened for reading with POSIX calls, so every failure names the file and the reason
 /// (a directory, no permission, no such file) in one line.
-final class InputFile {
+public final class InputFile {
   let path: String
   /// The size of a regular file; nil for a pipe, a device or a /proc file, read until it ends.
   let size: Int?
@@ -147,5 +147,20 @@ final class InputFile {
 
   static func failure(_ path: String, _ code: Int32) -> CLPoolError {
     .invalidInput("\(path): cannot read (\(String(cString: strerror(code))))")
+  }
+
+  /// The whole file at `path` (a regular file or a stream), refused past `limit` bytes.
+  public static func contents(of path: String, limit: Int) throws -> [UInt8] {
+    let file = try InputFile(path: path)
+    var bytes = [UInt8](repeating: 0, count: min(file.size ?? 1 << 16, limit) + 1)
+    var count = 0
+    while true {
+      let got = try bytes.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[count...]), at: count) }
+      count += got
+      if count < bytes.count { break }
+      guard bytes.count <= limit else { throw CLPoolError.invalidInput("\(path): cannot read: larger than \(limit) bytes") }
+      bytes += [UInt8](repeating: 0, count: min(bytes.count, limit + 1 - bytes.count))
+    }
+    return Array(bytes.prefix(count))
   }
 }

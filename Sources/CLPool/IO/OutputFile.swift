@@ -1,3 +1,4 @@
+import CLPoolCPU
 import Foundation
 
 #if canImport(Glibc)
@@ -8,10 +9,12 @@ import Foundation
 /// all and never replaces what is not a regular file:
 /// - a symbolic link is followed to its target (also a dangling one); the link stays a link;
 /// - a regular file (or a new one) is written to a temporary file next to the target and renamed
-///   over it on `commit`, keeping an existing file's permission bits (and, for root, its owner);
+///   over it on `commit`, keeping an existing file's permission bits (and, for root, its owner); an
+///   existing file the user may not write (read-only, another user's) is refused, as `cp` does;
 /// - a character device or FIFO (`/dev/null`, `/dev/stdout`, a pipe) is written directly;
 /// - a directory, block device or socket is refused.
-/// An `OutputFile` dropped before `commit` removes its temporary file.
+/// An `OutputFile` dropped before `commit` removes its temporary file, and so does a signal that ends
+/// a program which called `removeTemporariesOnSignals`.
 public final class OutputFile {
   /// The path the caller gave, for messages.
   public let path: String
@@ -19,6 +22,7 @@ public final class OutputFile {
   private(set) var descriptor: Int32
   /// The temporary file renamed over `target` on commit; nil when writing a device or FIFO.
   private(set) var temporary: String?
+  private var signalCleanup = SignalCleanup(nil)
   private var committed = false
   /// False for a process that joined another's temporary file (`joining:`): the creator commits.
   private let owner: Bool
@@ -31,7 +35,8 @@ public final class OutputFile {
     if lstat(target, &status) == 0 {
       switch status.st_mode & S_IFMT {
       case S_IFREG:
-        break
+        // Renaming over a file needs only the folder's permission; replacing it takes the file's own.
+        guard faccessat(AT_FDCWD, target, W_OK, AT_EACCESS) == 0 else { throw Self.failure(path, errno) }
       case S_IFCHR, S_IFIFO:
         descriptor = open(target, O_WRONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw Self.failure(path, errno) }
@@ -53,6 +58,7 @@ public final class OutputFile {
     descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, exists ? 0o600 : 0o666)
     guard descriptor >= 0 else { throw Self.failure(path, errno) }
     self.temporary = temporary
+    signalCleanup = SignalCleanup(temporary)
     if exists {
       _ = fchmod(descriptor, status.st_mode & 0o7777)
       if geteuid() == 0 { _ = fchown(descriptor, status.st_uid, status.st_gid) }
@@ -72,7 +78,13 @@ public final class OutputFile {
   deinit {
     if descriptor >= 0 { close(descriptor) }
     if owner, !committed, let temporary { unlink(temporary) }
+    signalCleanup.forget()
   }
+
+  /// From now on SIGINT, SIGTERM and SIGHUP (where not ignored) remove every output file's
+  /// temporary file before they end the process. For programs, such as clpool's command line; a
+  /// library leaves the handling of signals to the program it is part of.
+  public static func removeTemporariesOnSignals() { clpool_remove_temporaries_on_signals() }
 
   /// True for a temporary regular file, which can be written at any offset; false for a device
   /// or FIFO, written in order.
@@ -124,6 +136,7 @@ public final class OutputFile {
     guard status == 0 else { throw Self.failure(path, closeError) }
     if owner, let temporary, rename(temporary, target) != 0 { throw Self.failure(path, errno) }
     committed = true
+    signalCleanup.forget()
   }
 
   /// Writes `data` to `url` whole, as `OutputFile` describes.
@@ -162,4 +175,15 @@ public final class OutputFile {
   static func failure(_ path: String, _ code: Int32) -> CLPoolError {
     .invalidInput("\(path): cannot write (\(String(cString: strerror(code))))")
   }
+}
+
+/// A temporary file's entry in the list a signal's handler removes (temporaries.c), when the
+/// program asked for that (`OutputFile.removeTemporariesOnSignals`).
+struct SignalCleanup {
+  private let slot: Int32
+
+  init(_ path: String?) { slot = path.map { clpool_register_temporary($0) } ?? -1 }
+
+  /// The file was renamed or removed: the handler leaves its path alone.
+  func forget() { clpool_forget_temporary(slot) }
 }

@@ -15,6 +15,9 @@ public struct RGBImage: Equatable, Sendable {
   public static let maximumSide = 16_384
   /// The most pixels of a photo clpool reads (64 Mpixel: 192 MiB of RGB).
   public static let maximumPixels = 1 << 26
+  /// The largest image file read: twice the 512 MiB that `maximumPixels` of 16-bit RGBA hold
+  /// uncompressed, which no PNG or JPEG of them exceeds.
+  public static let maximumFileBytes = 1 << 30
 
   public init(width: Int, height: Int, pixels: [UInt8]) throws {
     try Self.checkSide(width, height)
@@ -31,13 +34,7 @@ public struct RGBImage: Equatable, Sendable {
   /// file name. A corrupt or truncated file, or one whose header claims more than
   /// `maximumSide` / `maximumPixels`, throws `invalidInput` naming the file.
   public static func read(contentsOf url: URL) throws -> RGBImage {
-    let data: Data
-    do {
-      data = try Data(contentsOf: url, options: .mappedIfSafe)
-    } catch {
-      throw CLPoolError.invalidInput("\(url.relativePath): cannot read (\((error as NSError).localizedFailureReason ?? "\(error)"))")
-    }
-    let bytes = [UInt8](data)
+    let bytes = try InputFile.contents(of: url.relativePath, limit: maximumFileBytes)
     do {
       if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return try decodePNG(bytes) }
       if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return try decodeJPEG(bytes) }

@@ -36,7 +36,8 @@ public final class SampleStream: @unchecked Sendable {
     try self.init(NPY.Reader(path: path), type: type, chunkBytes: chunkBytes)
   }
 
-  /// A Fortran-order file's samples are not contiguous: it is read whole, as one chunk.
+  /// A Fortran-order file's samples are not contiguous: it is read whole, and a range of samples
+  /// comes as one chunk.
   public init(_ reader: NPY.Reader, type: ScalarType, chunkBytes: Int = 64 << 20) throws {
     path = reader.path
     self.type = type
@@ -64,7 +65,7 @@ public final class SampleStream: @unchecked Sendable {
       ($0, min(samplesPerChunk, range.upperBound - $0))
     }
     guard !chunks.isEmpty else { return }
-    if reader.isFortranOrder { return try whole(body) }
+    if reader.isFortranOrder { return try whole(range, body) }
     let mapped = reader.isMappable(as: type)
     // Double buffering: the helper prepares chunk i + 1 while `body` runs on chunk i. Chunks
     // `body` is done with go back to the helper, which releases them before it prepares the next:
@@ -116,19 +117,25 @@ public final class SampleStream: @unchecked Sendable {
     if range.upperBound == samples { try reader.checkNothingFollows() }
   }
 
-  private func whole(_ body: (_ first: Int, _ count: Int, _ elements: UnsafeRawBufferPointer) throws -> Void) throws {
+  /// The samples of `range` as one chunk, from the whole file read into C order.
+  private func whole(_ range: Range<Int>, _ body: (_ first: Int, _ count: Int, _ elements: UnsafeRawBufferPointer) throws -> Void)
+    throws
+  {
     switch type {
-    case .float16: try whole(Float16.self, body)
-    case .float32: try whole(Float.self, body)
-    case .float64: try whole(Double.self, body)
+    case .float16: try whole(Float16.self, range, body)
+    case .float32: try whole(Float.self, range, body)
+    case .float64: try whole(Double.self, range, body)
     }
   }
 
   private func whole<S: StorageScalar>(
-    _: S.Type, _ body: (_ first: Int, _ count: Int, _ elements: UnsafeRawBufferPointer) throws -> Void
+    _: S.Type, _ range: Range<Int>, _ body: (_ first: Int, _ count: Int, _ elements: UnsafeRawBufferPointer) throws -> Void
   ) throws {
     let tensor = try reader.readAll(as: S.self)
-    try tensor.scalars.withUnsafeBytes { try body(0, samples, $0) }
+    let sampleBytes = sampleElements * MemoryLayout<S>.stride
+    try tensor.scalars.withUnsafeBytes {
+      try body(range.lowerBound, range.count, UnsafeRawBufferPointer(rebasing: $0[(range.lowerBound * sampleBytes)..<(range.upperBound * sampleBytes)]))
+    }
   }
 
   /// A chunk's memory: a mapping to undo, or a buffer to free.

@@ -29,6 +29,15 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   /// The kernel family actually used for float32 (`.automatic` resolved); other storage types
   /// fall back to `.workItem` on a device that cannot run their work-group kernels.
   public let kernelVariant: KernelVariant
+  /// What decides this backend's bits besides its inputs: the OpenCL implementation (platform,
+  /// its version, the driver's), the device type and work-group limit, the kernel family and the
+  /// compiler options. Backends with one key compile the same kernels the same way and choose
+  /// among them by the same rules, so they give the same bits (PoCL's basic and pthread devices
+  /// do); a sharded batch is split only over such devices.
+  public var computationKey: String {
+    [device.platformName, device.platformVersion, device.driverVersion, device.type.rawValue, "\(device.maxWorkGroupSize)",
+     kernelVariant.rawValue, buildOptions].joined(separator: " | ")
+  }
   /// The largest buffer this backend allocates: the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE, or a
   /// lower cap. Pooling inputs above it run in parts; other requests above it are refused.
   public let allocationLimit: UInt64

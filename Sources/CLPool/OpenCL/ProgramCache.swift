@@ -118,6 +118,10 @@ public final class ProgramCache: @unchecked Sendable {
   }
 
   /// The disk cache's file for a key.
+  /// The largest cache file read as an entry: clpool's programs compile to a few MiB, so a larger
+  /// file is not one, and is rebuilt rather than read into memory.
+  public static let largestEntryBytes = 256 << 20
+
   public static func fileName(forKey key: String) -> String { SHA256.hex(Array(key.utf8)) + ".bin" }
 
   /// The names after `__kernel void` in an OpenCL C source.

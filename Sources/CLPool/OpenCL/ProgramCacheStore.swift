@@ -27,20 +27,37 @@ final class DiskStore: @unchecked Sendable {
   func read(_ key: String) -> [UInt8]? {
     guard trusted() else { return nil }
     let path = directory.appendingPathComponent(ProgramCache.fileName(forKey: key)).path
-    let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    // O_NONBLOCK: a FIFO planted in the cache must not block the open (its type is checked next).
+    let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
     guard descriptor >= 0 else {
       if errno != ENOENT { note("cannot read \(path) (\(String(cString: strerror(errno)))); rebuilding") }
       return nil
     }
     defer { close(descriptor) }
     var status = stat()
-    guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return nil }
+    guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+      note("ignoring \(path): it is not a regular file")
+      return nil
+    }
     guard status.st_uid == geteuid(), status.st_mode & 0o022 == 0 else {
       note("ignoring \(path): it is not this user's own, or others may write it")
       return nil
     }
+    guard status.st_size <= ProgramCache.largestEntryBytes else {
+      note("ignoring \(path): \(status.st_size) bytes is more than any program's binary; rebuilding it")
+      return nil
+    }
     var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
-    let got = bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+    let got = bytes.withUnsafeMutableBytes { buffer in
+      var done = 0
+      while done < buffer.count {
+        let part = Glibc.read(descriptor, buffer.baseAddress! + done, buffer.count - done)
+        if part < 0 && errno == EINTR { continue }
+        guard part > 0 else { break }
+        done += part
+      }
+      return done
+    }
     guard got == bytes.count, let binary = Self.decode(bytes, key: key) else {
       note("the cached program \(path) was malformed; rebuilding it")
       return nil
@@ -53,6 +70,8 @@ final class DiskStore: @unchecked Sendable {
     let temporary = directory.appendingPathComponent(String(format: ".clpool-%d-%08x.tmp", getpid(), UInt32.random(in: 0...UInt32.max))).path
     let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
     guard descriptor >= 0 else { return }
+    let signalCleanup = SignalCleanup(temporary)
+    defer { signalCleanup.forget() }
     let bytes = Self.encode(key, binary)
     let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
     let closed = close(descriptor)

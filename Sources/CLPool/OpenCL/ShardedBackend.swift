@@ -4,9 +4,10 @@ import Foundation
 /// Every selected OpenCL device of a host on one call (`--device all`): a batch is split into
 /// ranges of whole samples, one per device, in proportion to each device's throughput (measured
 /// once, when the backend is made), computed concurrently and gathered in order. A sample's result
-/// does not depend on the batch it is in (SPEC), so on devices of one kind the split changes no
-/// bit: the result is the one a single device gives. Ragged batches split by samples too; the
-/// backward passes run on the first device.
+/// does not depend on the batch it is in (SPEC), and every shard computes the same bits (one
+/// `computationKey`: devices of one OpenCL implementation and type), so the split changes no bit:
+/// the result is the one a single device gives. Ragged batches split by samples too; the backward
+/// passes run on the first device.
 ///
 /// Thread safety: the shard backends are thread-safe and the split is immutable.
 public final class ShardedBackend: Backend, @unchecked Sendable {
@@ -23,8 +24,16 @@ public final class ShardedBackend: Backend, @unchecked Sendable {
   ///   - shards: one backend per device, each batch split among them in order.
   ///   - shares: each shard's share (nil measures them: GAP of 64 samples [512, 7, 7] on each
   ///     device, best of three: large enough that launch overheads do not decide).
+  /// - Throws: `invalidConfiguration` for shards that compute different bits (another OpenCL
+  ///   implementation or device type): the bits would then depend on the split.
   public init(_ shards: [OpenCLBackend], shares: [Double]? = nil) throws {
     guard !shards.isEmpty else { throw CLPoolError.unavailable("no OpenCL device to shard over") }
+    if let other = shards.first(where: { $0.computationKey != shards[0].computationKey }) {
+      throw CLPoolError.invalidConfiguration(
+        "devices \(shards[0].device.index) (\(shards[0].deviceName)) and \(other.device.index) (\(other.deviceName)) compute "
+          + "different bits; a batch is split only over devices of one OpenCL implementation and type, so that the split "
+          + "changes no bit")
+    }
     self.shards = shards
     let rates = try shares ?? shards.map(Self.measure)
     let total = rates.reduce(0, +)

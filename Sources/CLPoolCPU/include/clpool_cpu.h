@@ -126,4 +126,14 @@ void clpool_touch_pages(const void *start, size_t length, size_t stride);
  * the system or the file system has none (errno says why). */
 int clpool_set_direct(int descriptor, int on);
 
+/* Temporary files a signal must not leave behind (temporaries.c). After
+ * clpool_remove_temporaries_on_signals (a program's choice, never a library's: it installs handlers
+ * for SIGINT, SIGTERM and SIGHUP, except where one is ignored), a registered path is unlinked if
+ * one of those signals ends the process before clpool_forget_temporary. Registering returns a slot
+ * for clpool_forget_temporary, or -1 (no handlers, a path of 4096 bytes or more, or 1024 paths
+ * registered already: that file is then not removed on a signal). */
+void clpool_remove_temporaries_on_signals(void);
+int clpool_register_temporary(const char *path);
+void clpool_forget_temporary(int slot);
+
 #endif

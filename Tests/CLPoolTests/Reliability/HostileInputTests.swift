@@ -116,6 +116,18 @@ struct ProgramCacheHostileTests {
     ("random bytes", { _, entries in
       for entry in entries { try Data((0..<4096).map { _ in UInt8.random(in: 0...255) }).write(to: entry) }
     }),
+    // A FIFO would block a plain open for ever; a sparse file past any program is not allocated.
+    ("replaced by a FIFO", { _, entries in
+      for entry in entries {
+        try FileManager.default.removeItem(at: entry)
+        guard mkfifo(entry.path, 0o600) == 0 else { throw CLIProblem("mkfifo \(entry.path) failed") }
+      }
+    }),
+    ("grown sparse past any program", { _, entries in
+      for entry in entries where truncate(entry.path, off_t(ProgramCache.largestEntryBytes + 1)) != 0 {
+        throw CLIProblem("truncate \(entry.path) failed")
+      }
+    }),
   ]
 
   /// Builds the float32 and float64 programs into `directory` and returns a float64 check.

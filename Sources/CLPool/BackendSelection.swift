@@ -77,8 +77,12 @@ public struct BackendSelection: Equatable, Sendable {
   }
 
   /// Reads the `CLPOOL_*` variables; explicit arguments (the CLI's options) win.
-  /// - Parameter names: what messages call the two arguments: the CLI's options by default, a
-  ///   function's parameters for the C ABI.
+  /// - Parameters:
+  ///   - backend: `auto`, `cpu` or `opencl`; nil reads `CLPOOL_BACKEND`.
+  ///   - device: an index, a name substring, indices (`0,1`) or `all`; nil reads `CLPOOL_DEVICE`.
+  ///   - environment: where the `CLPOOL_*` variables are read.
+  ///   - names: what messages call the two arguments: the CLI's options by default, a
+  ///     function's parameters for the C ABI.
   /// - Throws: `CLPoolError.invalidConfiguration` listing the valid values.
   public static func resolve(
     backend: String? = nil, device: String? = nil,

@@ -45,7 +45,11 @@ import Testing
   ) throws {
     func run(_ command: [String]) throws {
       let result =
-        try launcher.map { try ClpoolRun.program(URL(fileURLWithPath: $0[0]), Array($0.dropFirst()) + [ClpoolRun.executable.path] + command, environment: environment) }
+        try launcher.map { launcher in
+          try Self.oneMPIJobAtATime {
+            try ClpoolRun.program(URL(fileURLWithPath: launcher[0]), Array(launcher.dropFirst()) + [ClpoolRun.executable.path] + command, environment: environment)
+          }
+        }
         ?? ClpoolRun.run(command, environment: environment)
       #expect(result.status == 0, "\(label): clpool \(command.joined(separator: " ")): \(result.stderr)")
     }
@@ -182,6 +186,15 @@ import Testing
   static let mpirun: String? = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
   static let mpiLauncher = ["--oversubscribe", "--allow-run-as-root", "-n", "3"]
 
+  /// Two mpirun starting at once race to create Open MPI's session folder (/tmp/ompi.HOST.UID:
+  /// "mkdir … File exists", orte_init failed), so the tests run one job at a time.
+  private static let mpiJobs = NSLock()
+  static func oneMPIJobAtATime<Result>(_ body: () throws -> Result) rethrows -> Result {
+    mpiJobs.lock()
+    defer { mpiJobs.unlock() }
+    return try body()
+  }
+
   static func mpiAvailable() -> Bool {
     if mpirun != nil { return true }
     if TestEnvironment.isCI { Issue.record("mpirun not found: scripts/setup installs openmpi-bin") }
@@ -227,7 +240,9 @@ import Testing
     for arguments in [["pool", scratch.path("missing.npy"), "-o", scratch.path("y.npy")], ["pool", path, "-o", "/dev/null"],
                       ["head", path, "--weight", path, "-o", scratch.path("y.npy")],
                       ["head", path, "--weight", scratch.path("w.npy"), "-o", scratch.path("y.npy"), "--top", "1"]] {
-      let run = try ClpoolRun.program(URL(fileURLWithPath: mpirun), Self.mpiLauncher + [ClpoolRun.executable.path] + arguments)
+      let run = try Self.oneMPIJobAtATime {
+        try ClpoolRun.program(URL(fileURLWithPath: mpirun), Self.mpiLauncher + [ClpoolRun.executable.path] + arguments)
+      }
       // mpirun forwards the ranks' stderr while it prints its own banner, so clpool's line may
       // not start a line of the merged stream: count clpool's messages wherever they are.
       let lines = run.stderr.components(separatedBy: "clpool: ").dropFirst()

@@ -177,8 +177,8 @@ public struct BackendSelection: Equatable, Sendable {
             note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable (\(Self.firstLine(error))); \(next)")
           }
         }
-      } catch CLPoolError.invalidConfiguration(let message) {
-        throw CLPoolError.invalidConfiguration(message)  // a device named that is not there: a mistake, not a fallback
+      } catch CLPoolError.invalidConfiguration(let message) where (try? OpenCLDevice.all())?.isEmpty == false {
+        throw CLPoolError.invalidConfiguration(message)  // devices exist, but not the one named: a mistake, not a fallback
       } catch {
         note("clpool: OpenCL unavailable (\(Self.firstLine(error))); using the CPU backend")
       }
@@ -192,16 +192,7 @@ public struct BackendSelection: Equatable, Sendable {
   /// device) and notes the others; a list that mixes kinds is refused (`ShardedBackend`).
   private func shardedBackend(_ options: BackendOptions, _ type: ScalarType, note: (String) -> Void) throws -> any Backend {
     let devices = try matchingDevices()
-    var shards: [OpenCLBackend] = []
-    for candidate in devices {
-      let backend = try openCLBackend(candidate, options)
-      do {
-        try backend.checkSupport(type)
-      } catch {
-        throw CLPoolError.unavailable("device \(candidate.index) (\(candidate.name)), \(type.rawValue) storage: \(error)")
-      }
-      shards.append(backend)
-    }
+    var shards = try devices.map { try openCLBackend($0, options) }
     if case .all = device {
       let key = shards[devices.firstIndex { $0.index == preferred(devices).index }!].computationKey
       let others = shards.filter { $0.computationKey != key }
@@ -209,6 +200,13 @@ public struct BackendSelection: Equatable, Sendable {
         let names = others.map { "\($0.device.index) (\($0.deviceName))" }.joined(separator: ", ")
         note("clpool: --device all leaves out \(names): another OpenCL implementation or device type computes other bits")
         shards.removeAll { $0.computationKey != key }
+      }
+    }
+    for shard in shards {
+      do {
+        try shard.checkSupport(type)
+      } catch {
+        throw CLPoolError.unavailable("device \(shard.device.index) (\(shard.device.name)), \(type.rawValue) storage: \(error)")
       }
     }
     return shards.count == 1 ? shards[0] : try ShardedBackend(shards)

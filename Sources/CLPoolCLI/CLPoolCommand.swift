@@ -25,7 +25,7 @@ struct CLPoolCommand: ParsableCommand {
     // ArgumentParser answers `help NAME` for an unknown NAME with the overview and status 0.
     let arguments = CommandLine.arguments.dropFirst()
     let names = configuration.subcommands.map { $0._commandName }
-    if arguments.first == "help", let name = arguments.dropFirst().first, !names.contains(name), name != "help" {
+    if arguments.first == "help", let name = arguments.dropFirst().first, !names.contains(name), name != "help", !name.hasPrefix("-") {
       write("no subcommand '\(name)'; subcommands: \(names.joined(separator: ", ")) (see 'clpool help')", status: 2, buildLog: nil)
       Foundation.exit(2)
     }

@@ -236,6 +236,9 @@ def test_byte_swapped_arrays_compute_in_their_own_type(backend, rng):
 def test_complex_arrays_are_refused(backend):
     with pytest.raises(clpool.InvalidArgumentError, match="complex"):
         backend.global_avg_pool(np.zeros((1, 2, 3, 3), np.complex64))
+    for w, b in [(np.zeros((3, 2), np.complex64), None), (np.zeros((3, 2), np.float32), np.zeros(2, np.complex128))]:
+        with pytest.raises(clpool.InvalidArgumentError, match="complex"):
+            backend.dense(np.zeros((1, 3), np.float32), w, b)
 
 
 def test_a_class_index_must_be_an_integer(backend):

@@ -140,6 +140,10 @@ def _prepared(array, dtype):
         flags = array.flags
         if flags.c_contiguous and flags.aligned:  # the common case, checked without np.require's cost
             return array
+    if np.asarray(array).dtype.kind == "c":  # numpy would drop the imaginary part with a warning
+        raise InvalidArgumentError(
+            "complex data; clpool computes on real float16, float32 or float64",
+            _INVALID_ARGUMENT, "CLPOOL_ERROR_INVALID_ARGUMENT")
     return np.require(array, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
 
 

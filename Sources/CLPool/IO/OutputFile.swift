@@ -55,10 +55,15 @@ public final class OutputFile {
     // A short name, so a target name near NAME_MAX still leaves room for it.
     let name = String(format: ".clpool-%d-%08x.tmp", getpid(), UInt32.random(in: 0...UInt32.max))
     let temporary = (folder.isEmpty ? "." : folder) + "/" + name
+    let cleanup = SignalCleanup(temporary)  // before the file exists, so that no signal falls between
     descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, exists ? 0o600 : 0o666)
-    guard descriptor >= 0 else { throw Self.failure(path, errno) }
+    guard descriptor >= 0 else {
+      let code = errno
+      cleanup.forget()
+      throw Self.failure(path, code)
+    }
     self.temporary = temporary
-    signalCleanup = SignalCleanup(temporary)
+    signalCleanup = cleanup
     if exists {
       _ = fchmod(descriptor, status.st_mode & 0o7777)
       if geteuid() == 0 { _ = fchown(descriptor, status.st_uid, status.st_gid) }

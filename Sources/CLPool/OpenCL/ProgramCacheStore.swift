@@ -68,10 +68,10 @@ final class DiskStore: @unchecked Sendable {
   func write(_ key: String, _ binary: [UInt8]) {
     guard trusted() else { return }
     let temporary = directory.appendingPathComponent(String(format: ".clpool-%d-%08x.tmp", getpid(), UInt32.random(in: 0...UInt32.max))).path
+    let signalCleanup = SignalCleanup(temporary)  // before the file exists, so that no signal falls between
+    defer { signalCleanup.forget() }
     let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
     guard descriptor >= 0 else { return }
-    let signalCleanup = SignalCleanup(temporary)
-    defer { signalCleanup.forget() }
     let bytes = Self.encode(key, binary)
     let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
     let closed = close(descriptor)

@@ -177,7 +177,7 @@ public struct BackendSelection: Equatable, Sendable {
             note("clpool: OpenCL device \(candidate.index) (\(candidate.name)) unusable (\(Self.firstLine(error))); \(next)")
           }
         }
-      } catch CLPoolError.invalidConfiguration(let message) where (try? OpenCLDevice.all())?.isEmpty == false {
+      } catch CLPoolError.invalidConfiguration(let message) {
         throw CLPoolError.invalidConfiguration(message)  // devices exist, but not the one named: a mistake, not a fallback
       } catch {
         note("clpool: OpenCL unavailable (\(Self.firstLine(error))); using the CPU backend")
@@ -195,11 +195,11 @@ public struct BackendSelection: Equatable, Sendable {
     var shards = try devices.map { try openCLBackend($0, options) }
     if case .all = device {
       let key = shards[devices.firstIndex { $0.index == preferred(devices).index }!].computationKey
-      let others = shards.filter { $0.computationKey != key }
-      if !others.isEmpty {
+      let grouped = Dictionary(grouping: shards) { $0.computationKey == key }
+      if let others = grouped[false] {
         let names = others.map { "\($0.device.index) (\($0.deviceName))" }.joined(separator: ", ")
         note("clpool: --device all leaves out \(names): another OpenCL implementation or device type computes other bits")
-        shards.removeAll { $0.computationKey != key }
+        shards = grouped[true]!
       }
     }
     for shard in shards {
@@ -243,18 +243,19 @@ public struct BackendSelection: Equatable, Sendable {
     return backends
   }
 
-  /// The OpenCL devices the selector admits (all of them without a selector).
-  /// - Throws: the discovery error, or `.unavailable` when the selector matches none.
+  /// The OpenCL devices the selector admits (all of them without a selector); never empty.
+  /// - Throws: the discovery error; `.unavailable` when the platforms list no device;
+  ///   `.invalidConfiguration` when the selector matches none of those they list.
   public func matchingDevices() throws -> [OpenCLDevice] {
     let devices = try OpenCLDevice.all()
+    guard !devices.isEmpty else { throw CLPoolError.unavailable(Self.noDevice) }
     guard let device else { return devices }
     let matching = devices.filter(device.matches)
+    let known = devices.map { "\($0.index): \($0.name)" }.joined(separator: "; ")
     if case .indices(let indices) = device, let missing = indices.first(where: { index in !devices.contains { $0.index == index } }) {
-      let known = devices.map { "\($0.index): \($0.name)" }.joined(separator: "; ")
-      throw CLPoolError.invalidConfiguration("no OpenCL device with index \(missing); valid devices: \(known.isEmpty ? "none" : known)")
+      throw CLPoolError.invalidConfiguration("no OpenCL device with index \(missing); valid devices: \(known)")
     }
     guard !matching.isEmpty else {
-      let known = devices.map { "\($0.index): \($0.name)" }.joined(separator: "; ")
       let wanted: String
       switch device {
       case .index(let index): wanted = "index \(index)"
@@ -263,7 +264,7 @@ public struct BackendSelection: Equatable, Sendable {
       case .all: wanted = "any index"
       }
       throw CLPoolError.invalidConfiguration(
-        "no OpenCL device with \(wanted); valid devices: \(known.isEmpty ? "none" : known)")
+        "no OpenCL device with \(wanted); valid devices: \(known)")
     }
     return matching
   }
@@ -271,9 +272,13 @@ public struct BackendSelection: Equatable, Sendable {
   /// With the CPU backend a device selector picks nothing, but a wrong one is still an error;
   /// when OpenCL itself is unavailable there is nothing to check it against.
   private func validateDeviceSelector() throws {
-    guard device != nil, (try? OpenCLDevice.all()) != nil else { return }
+    guard device != nil, (try? OpenCLDevice.all())?.isEmpty == false else { return }
     _ = try matchingDevices()
   }
+
+  /// Why OpenCL gives nothing to compute on where its loader finds platforms but no device.
+  public static let noDevice =
+    "no OpenCL device: the installed platforms find none (a GPU driver without its GPU, or Mesa rusticl without RUSTICL_ENABLE)"
 
   /// GPUs and accelerators first, then the rest, in enumeration order.
   private func preferred(_ devices: [OpenCLDevice]) -> OpenCLDevice {
@@ -287,7 +292,7 @@ public struct BackendSelection: Equatable, Sendable {
   /// Writes each distinct note to stderr once per process.
   public static let noteOnce: @Sendable (String) -> Void = { message in
     let isNew = reportedNotes.withLock { $0.insert(message).inserted }
-    if isNew { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+    if isNew { writeToStandardError(message + "\n") }
   }
   private static let reportedNotes = LockedValue(Set<String>())
 }

@@ -88,7 +88,7 @@ struct BenchCommand: ParsableCommand {
         try backend.checkSupport(dtype)
         return true
       } catch let error as CLPoolError where !error.isUsageError {
-        FileHandle.standardError.write(Data("clpool: skipping \(backend.label) for --dtype \(dtype.rawValue): \(error)\n".utf8))
+        writeToStandardError("clpool: skipping \(backend.label) for --dtype \(dtype.rawValue): \(error)\n")
         return false
       }
     }

@@ -21,7 +21,9 @@ struct CLPoolCommand: ParsableCommand {
 
   /// Runs the command line; every error ends here, in `report`.
   static func main() {
+    StandardStreams.occupyClosedDescriptors()  // before any file is opened
     OutputFile.removeTemporariesOnSignals()  // an interrupted run leaves no temporary file
+    signal(SIGXFSZ, SIG_IGN)  // a write past `ulimit -f` fails with EFBIG, reported in one line
     // ArgumentParser answers `help NAME` for an unknown NAME with the overview and status 0.
     let arguments = CommandLine.arguments.dropFirst()
     let names = configuration.subcommands.map { $0._commandName }
@@ -32,6 +34,7 @@ struct CLPoolCommand: ParsableCommand {
     do {
       var command = try parseAsRoot()
       try command.run()
+      try checkStandardOutput()
     } catch let exit as ExitCode {
       Foundation.exit(exit.rawValue)  // already reported (a failed selftest, another MPI rank's error)
     } catch {
@@ -41,6 +44,13 @@ struct CLPoolCommand: ParsableCommand {
       }
       Foundation.exit(report(error))
     }
+  }
+
+  /// What was printed reached stdout: a full disk or a closed stdout is an error, as `ls` and
+  /// `cat` make it, not a silent exit 0.
+  static func checkStandardOutput() throws {
+    let code = StandardStreams.flushOutput()
+    guard code == 0 else { throw CLPoolError.invalidInput("stdout: cannot write (\(String(cString: strerror(code))))") }
   }
 
   /// Reports `error` (`write`) and returns the status clpool ends with for it.
@@ -102,7 +112,7 @@ struct CLPoolCommand: ParsableCommand {
     let firstLine = String(message.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
     var text = "clpool: \(firstLine)\n"
     if let buildLog, commandLineOptions.contains("--verbose") { text += buildLog + "\n" }
-    FileHandle.standardError.write(Data(text.utf8))
+    writeToStandardError(text)
     if commandLineOptions.contains("--json") {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

@@ -31,6 +31,7 @@ struct DevicesCommand: ParsableCommand {
     } catch {
       discoveryError = "\(error)"
     }
+    if discoveryError == nil, devices.isEmpty { discoveryError = BackendSelection.noDevice }
     // Building the chosen backend proves its kernels compile; its failure is part of the answer.
     let chosen: String
     do {
@@ -42,7 +43,7 @@ struct DevicesCommand: ParsableCommand {
       try printJSON(DeviceReport(devices: devices, discoveryError: discoveryError, selected: chosen))
       return
     }
-    if let discoveryError { print("OpenCL: \(discoveryError)") }
+    if let discoveryError { print(discoveryError == BackendSelection.noDevice ? discoveryError : "OpenCL: \(discoveryError)") }
     var platform = ""
     for device in devices {
       if device.platformName != platform {

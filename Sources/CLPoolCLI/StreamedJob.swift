@@ -108,8 +108,8 @@ final class ProgressLine {
     let remaining = done > 0 ? seconds * Double(total - done) / Double(done) : 0
     let line = String(
       format: "\r\u{1B}[K%@: %d/%d samples, %.2f GB/s, ETA %@", label, done, total, rate / 1e9, Self.clock(remaining))
-    FileHandle.standardError.write(Data(line.utf8))
-    if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
+    writeToStandardError(line)
+    if done == total { writeToStandardError("\n") }
   }
 
   private static func clock(_ seconds: Double) -> String {

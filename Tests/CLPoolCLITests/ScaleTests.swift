@@ -137,11 +137,8 @@ import Testing
     let scratch = try Scratch()
     for kinds in ["pthread pthread", "basic pthread"] {
       let devices = try Self.poclDevices(kinds)
-      guard devices.count == 2 else {
-        if TestEnvironment.isCI { Issue.record("POCL_DEVICES=\"\(kinds)\" gave \(devices.count) PoCL devices, not 2") }
-        print("note: multi-device test skipped: POCL_DEVICES=\"\(kinds)\" gave \(devices.count) PoCL devices")
-        return
-      }
+      guard devices.count == 2 || missing("POCL_DEVICES=\"\(kinds)\" gave \(devices.count) PoCL devices, not 2", for: "multi-device test")
+      else { return }
       let environment = ["POCL_DEVICES": kinds]
       for layout in Layout.allCases {
         let (_, path, _, _) = try Self.inputs(scratch, layout: layout, samples: 41)
@@ -196,10 +193,7 @@ import Testing
   }
 
   static func mpiAvailable() -> Bool {
-    if mpirun != nil { return true }
-    if TestEnvironment.isCI { Issue.record("mpirun not found: scripts/setup installs openmpi-bin") }
-    print("note: MPI tests skipped: no mpirun (install openmpi-bin)")
-    return false
+    mpirun != nil || missing("no mpirun (scripts/setup installs openmpi-bin)", for: "MPI tests")
   }
 
   /// `mpirun -n 3 clpool …` writes the one file a single process writes.
@@ -256,11 +250,8 @@ import Testing
   /// stderr show none.
   @Test func progressLineOnlyOnATerminal() throws {
     let script = "/usr/bin/script"
-    guard FileManager.default.isExecutableFile(atPath: script) else {
-      if TestEnvironment.isCI { Issue.record("script (util-linux) not found") }
-      print("note: progress-line test skipped: no \(script)")
-      return
-    }
+    guard FileManager.default.isExecutableFile(atPath: script) || missing("no \(script) (util-linux)", for: "progress-line test")
+    else { return }
     let scratch = try Scratch()
     let (_, path, _, _) = try Self.inputs(scratch, layout: .channelsFirst)
     let command = "'\(ClpoolRun.executable.path)' pool '\(path)' -o '\(scratch.path("y.npy"))' --backend cpu --chunk-bytes 1"

@@ -241,6 +241,17 @@ def test_complex_arrays_are_refused(backend):
             backend.dense(np.zeros((1, 3), np.float32), w, b)
 
 
+def test_data_that_is_not_numbers_is_refused(backend):
+    """Strings, objects that are no numbers and ragged lists: clpool's InvalidArgumentError,
+    naming what it could not read, not numpy's bare ValueError."""
+    for x in [[[[["a"]]]], np.array([[[["x", "y"]]]]), [[[[1.0, 2.0], [3.0]]]], np.array([[[[{}]]]], dtype=object)]:
+        with pytest.raises(clpool.InvalidArgumentError, match="cannot read the data"):
+            backend.global_avg_pool(x)
+    with pytest.raises(clpool.InvalidArgumentError, match="cannot read the data"):
+        backend.dense(np.zeros((1, 3), np.float32), [["a", "b"]] * 3)
+    assert backend.global_avg_pool(np.ones((1, 2, 2, 2), dtype=object)).tolist() == [[1.0, 1.0]]  # numbers as objects
+
+
 def test_a_class_index_must_be_an_integer(backend):
     with pytest.raises(TypeError):
         backend.class_activation_map(np.zeros((2, 2, 2), np.float32), np.zeros((2, 3), np.float32), 1.5)

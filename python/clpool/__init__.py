@@ -118,18 +118,23 @@ def _choice(table, value, what):
     key = value.lower() if isinstance(value, str) else value
     if key not in table:
         valid = ", ".join(sorted({k for k in table if isinstance(k, str)}))
-        raise InvalidArgumentError(f"{what} {value!r} is not one of {valid}", _INVALID_ARGUMENT, "CLPOOL_ERROR_INVALID_ARGUMENT")
+        raise _invalid(f"{what} {value!r} is not one of {valid}")
     return table[key]
+
+
+def _invalid(message):
+    return InvalidArgumentError(message, _INVALID_ARGUMENT, "CLPOOL_ERROR_INVALID_ARGUMENT")
 
 
 def _computation_type(x):
     """The storage type of a call on x: its own float type (in native byte order: a big-endian
     float64 array computes in float64), else float32; complex data is refused, not truncated."""
-    dtype = np.asarray(x).dtype
+    try:
+        dtype = np.asarray(x).dtype
+    except (TypeError, ValueError) as error:  # a ragged list
+        raise _invalid(f"cannot read the data as an array: {error}") from None
     if dtype.kind == "c":
-        raise InvalidArgumentError(
-            f"{dtype} data is complex; clpool computes on real float16, float32 or float64",
-            _INVALID_ARGUMENT, "CLPOOL_ERROR_INVALID_ARGUMENT")
+        raise _invalid(f"{dtype} data is complex; clpool computes on real float16, float32 or float64")
     native = dtype.newbyteorder("=") if dtype.kind == "f" else dtype
     return native if native in _TYPES else np.dtype(np.float32)
 
@@ -141,10 +146,11 @@ def _prepared(array, dtype):
         if flags.c_contiguous and flags.aligned:  # the common case, checked without np.require's cost
             return array
     if np.asarray(array).dtype.kind == "c":  # numpy would drop the imaginary part with a warning
-        raise InvalidArgumentError(
-            "complex data; clpool computes on real float16, float32 or float64",
-            _INVALID_ARGUMENT, "CLPOOL_ERROR_INVALID_ARGUMENT")
-    return np.require(array, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
+        raise _invalid("complex data; clpool computes on real float16, float32 or float64")
+    try:
+        return np.require(array, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
+    except (TypeError, ValueError) as error:  # strings, objects, ragged lists
+        raise _invalid(f"cannot read the data as {np.dtype(dtype)}: {error}") from None
 
 
 # The int64_t[rank] types, made once: a call's shape costs one construction, not a type's too.
@@ -193,9 +199,7 @@ def _bias(b, w, weight_layout, dtype):
     outputs = (w.shape[1] if weight_layout == 0 else w.shape[0]) if w.ndim == 2 else None
     if b.ndim != 1 or (outputs is not None and b.shape[0] != outputs):
         wanted = f"[{outputs}]" if outputs is not None else "[M]"
-        raise InvalidArgumentError(
-            f"bias has shape {list(b.shape)}; it must be {wanted}, one per output of the weight",
-            _INVALID_ARGUMENT, "CLPOOL_ERROR_INVALID_ARGUMENT")
+        raise _invalid(f"bias has shape {list(b.shape)}; it must be {wanted}, one per output of the weight")
     return b
 
 
@@ -236,7 +240,7 @@ class Backend:
     @property
     def handle(self):
         if not self._handle:
-            raise InvalidArgumentError("the backend is closed", _INVALID_ARGUMENT, "CLPOOL_ERROR_INVALID_ARGUMENT")
+            raise _invalid("the backend is closed")
         return self._handle
 
     @property
@@ -307,8 +311,7 @@ class Backend:
         weight_layout = _choice(_WEIGHT_LAYOUTS, weight_layout, "weight layout")
         index = operator.index(class_index)  # an integer: 2.5 is refused, not truncated
         if not -(1 << 63) <= index < 1 << 63:  # ctypes would wrap it into int64 silently
-            raise InvalidArgumentError(
-                f"class {index} is out of range", _INVALID_ARGUMENT, "CLPOOL_ERROR_INVALID_ARGUMENT")
+            raise _invalid(f"class {index} is out of range")
         dtype = _computation_type(x)
         x, w = _prepared(x, dtype), _prepared(w, dtype)
         sample = x.shape[1:] if x.ndim == 4 else x.shape

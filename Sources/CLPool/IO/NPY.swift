@@ -232,8 +232,11 @@ public enum NPY {
 
     init(_ text: String) { characters = Array(text) }
 
+    /// Python's whitespace between tokens: not Unicode's, which `numpy.load` refuses.
     private mutating func skipSpace() {
-      while position < characters.count, characters[position].isWhitespace { position += 1 }
+      while position < characters.count, characters[position].unicodeScalars.allSatisfy({ " \t\n\r\u{0C}".unicodeScalars.contains($0) }) {
+        position += 1
+      }
     }
 
     mutating func consume(_ token: Character) -> Bool {

@@ -96,19 +96,28 @@ public final class InputFile {
   /// The size of a regular file; nil for a pipe, a device or a /proc file, read until it ends.
   let size: Int?
   let descriptor: Int32
+  /// What fstat said when the file was opened.
+  let status: stat
   /// Where a stream is: it can only be read on from here.
   private var position = 0
 
-  init(path: String) throws {
-    self.path = path
-    descriptor = open(path, O_RDONLY | O_CLOEXEC)
+  convenience init(path: String) throws {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
     guard descriptor >= 0 else { throw Self.failure(path, errno) }
+    try self.init(path: path, adopting: descriptor)
+  }
+
+  /// The file open at `descriptor`, which it now owns (and closes on failure).
+  init(path: String, adopting descriptor: Int32) throws {
+    self.path = path
+    self.descriptor = descriptor
     var status = stat()
     guard fstat(descriptor, &status) == 0 else {
       let code = errno
       close(descriptor)
       throw Self.failure(path, code)
     }
+    self.status = status
     switch status.st_mode & S_IFMT {
     case S_IFDIR:
       close(descriptor)
@@ -151,11 +160,22 @@ public final class InputFile {
 
   /// The whole file at `path` (a regular file or a stream), refused past `limit` bytes.
   public static func contents(of path: String, limit: Int) throws -> [UInt8] {
-    let file = try InputFile(path: path)
-    var bytes = [UInt8](repeating: 0, count: min(file.size ?? 1 << 16, limit) + 1)
-    var count = 0
+    try InputFile(path: path).contents(after: [], limit: limit)
+  }
+
+  /// The file's first `count` bytes, or all of a shorter one.
+  func prefix(_ count: Int) throws -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: count)
+    let got = try bytes.withUnsafeMutableBytes { try read(into: $0, at: 0) }
+    return Array(bytes.prefix(got))
+  }
+
+  /// The whole file, of which `start` was read already (`prefix`), refused past `limit` bytes.
+  func contents(after start: [UInt8], limit: Int) throws -> [UInt8] {
+    var bytes = start + [UInt8](repeating: 0, count: max(min(size ?? 1 << 16, limit) + 1 - start.count, 1))
+    var count = start.count
     while true {
-      let got = try bytes.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[count...]), at: count) }
+      let got = try bytes.withUnsafeMutableBytes { try read(into: UnsafeMutableRawBufferPointer(rebasing: $0[count...]), at: count) }
       count += got
       if count < bytes.count { break }
       guard bytes.count <= limit else { throw CLPoolError.invalidInput("\(path): cannot read: larger than \(limit) bytes") }

@@ -30,17 +30,25 @@ public final class OutputFile {
   public init(path: String) throws {
     self.path = path
     owner = true
-    target = try Self.resolve(path)
     var status = stat()
+    // A device or FIFO is opened through the path as given: the kernel follows links that no path
+    // spells (/dev/stdout into a pipe reads `pipe:[N]`).
+    if stat(path, &status) == 0, Self.isStream(status) {
+      target = path
+      descriptor = open(path, O_WRONLY | O_CLOEXEC)
+      guard descriptor >= 0 else { throw Self.failure(path, errno) }
+      guard fstat(descriptor, &status) == 0, Self.isStream(status) else {
+        close(descriptor)
+        throw CLPoolError.invalidInput("\(path): cannot write: it changed from a device or FIFO while being opened")
+      }
+      return
+    }
+    target = try Self.resolve(path)
     if lstat(target, &status) == 0 {
       switch status.st_mode & S_IFMT {
       case S_IFREG:
         // Renaming over a file needs only the folder's permission; replacing it takes the file's own.
         guard faccessat(AT_FDCWD, target, W_OK, AT_EACCESS) == 0 else { throw Self.failure(path, errno) }
-      case S_IFCHR, S_IFIFO:
-        descriptor = open(target, O_WRONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw Self.failure(path, errno) }
-        return
       case S_IFDIR:
         throw CLPoolError.invalidInput("\(path): cannot write: it is a directory")
       default:
@@ -86,8 +94,9 @@ public final class OutputFile {
     signalCleanup.forget()
   }
 
-  /// From now on SIGINT, SIGTERM and SIGHUP (where not ignored) remove every output file's
-  /// temporary file before they end the process. For programs, such as clpool's command line; a
+  /// From now on a signal that ends the process by default (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+  /// SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU; where not ignored) removes every output file's
+  /// temporary file before it ends the process. For programs, such as clpool's command line; a
   /// library leaves the handling of signals to the program it is part of.
   public static func removeTemporariesOnSignals() { clpool_remove_temporaries_on_signals() }
 
@@ -151,13 +160,32 @@ public final class OutputFile {
     try file.commit()
   }
 
-  /// True when `a` and `b` name the same file: the same path once links are followed, or the
-  /// same device and inode.
+  /// True when writing `a` would replace the regular file `b` names, or the file `b` will be:
+  /// - two paths that exist name the same regular file (one device and inode, through symbolic
+  ///   and hard links alike); a device or FIFO is written, never replaced, so it clashes with none;
+  /// - two paths that do not exist yet name one folder (as `realpath` gives it) and one name once
+  ///   the links along their last component are followed.
   public static func sameFile(_ a: String, _ b: String) -> Bool {
-    guard let first = try? resolve(a), let second = try? resolve(b) else { return false }
-    if URL(fileURLWithPath: first).standardizedFileURL == URL(fileURLWithPath: second).standardizedFileURL { return true }
     var x = stat(), y = stat()
-    return stat(first, &x) == 0 && stat(second, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
+    let first = stat(a, &x) == 0, second = stat(b, &y) == 0
+    if first || second {
+      return first && second && x.st_mode & S_IFMT == S_IFREG && x.st_dev == y.st_dev && x.st_ino == y.st_ino
+    }
+    guard let p = newFileName(a), let q = newFileName(b) else { return false }
+    return p == q
+  }
+
+  /// Where a file that does not exist yet would be created: its folder's real path and its name.
+  private static func newFileName(_ path: String) -> String? {
+    guard let target = try? resolve(path) else { return nil }
+    let folder = (target as NSString).deletingLastPathComponent
+    guard let real = realpath(folder.isEmpty ? "." : folder, nil) else { return nil }
+    defer { free(real) }
+    return String(cString: real) + "/" + (target as NSString).lastPathComponent
+  }
+
+  private static func isStream(_ status: stat) -> Bool {
+    status.st_mode & S_IFMT == S_IFCHR || status.st_mode & S_IFMT == S_IFIFO
   }
 
   /// `path` with every symbolic link along its last component followed (a dangling link gives

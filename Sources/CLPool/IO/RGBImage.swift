@@ -34,10 +34,13 @@ public struct RGBImage: Equatable, Sendable {
   /// file name. A corrupt or truncated file, or one whose header claims more than
   /// `maximumSide` / `maximumPixels`, throws `invalidInput` naming the file.
   public static func read(contentsOf url: URL) throws -> RGBImage {
-    let bytes = try InputFile.contents(of: url.relativePath, limit: maximumFileBytes)
+    let file = try InputFile(path: url.relativePath)
+    let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], jpeg: [UInt8] = [0xFF, 0xD8, 0xFF]
     do {
-      if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return try decodePNG(bytes) }
-      if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return try decodeJPEG(bytes) }
+      // The signature first, so that a device or another kind of file is refused before it is read.
+      let signature = try file.prefix(png.count)
+      if signature.starts(with: png) { return try decodePNG(file.contents(after: signature, limit: maximumFileBytes)) }
+      if signature.starts(with: jpeg) { return try decodeJPEG(file.contents(after: signature, limit: maximumFileBytes)) }
       throw ImageError("not a PNG or JPEG file")
     } catch let error as ImageError {
       throw CLPoolError.invalidInput("\(url.relativePath): \(error.message)")

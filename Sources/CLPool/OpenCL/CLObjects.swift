@@ -186,7 +186,7 @@ final class CLProgram {
       let log = [buildLog(device: device!), printed].filter { !$0.isEmpty }.joined(separator: "\n")
       throw CLPoolError.openCL(OpenCLError(call: "clBuildProgram", code: status, buildLog: log, buildOptions: options))
     }
-    if !printed.isEmpty { FileHandle.standardError.write(Data(printed.utf8)) }  // not ours to hide
+    if !printed.isEmpty { writeToStandardError(printed) }  // not ours to hide
   }
 
   func buildLog(device: cl_device_id) -> String {

@@ -33,12 +33,11 @@ final class DiskStore: @unchecked Sendable {
       if errno != ENOENT { note("cannot read \(path) (\(String(cString: strerror(errno)))); rebuilding") }
       return nil
     }
-    defer { close(descriptor) }
-    var status = stat()
-    guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+    guard let file = try? InputFile(path: path, adopting: descriptor), file.status.st_mode & S_IFMT == S_IFREG else {
       note("ignoring \(path): it is not a regular file")
       return nil
     }
+    let status = file.status
     guard status.st_uid == geteuid(), status.st_mode & 0o022 == 0 else {
       note("ignoring \(path): it is not this user's own, or others may write it")
       return nil
@@ -48,16 +47,7 @@ final class DiskStore: @unchecked Sendable {
       return nil
     }
     var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
-    let got = bytes.withUnsafeMutableBytes { buffer in
-      var done = 0
-      while done < buffer.count {
-        let part = Glibc.read(descriptor, buffer.baseAddress! + done, buffer.count - done)
-        if part < 0 && errno == EINTR { continue }
-        guard part > 0 else { break }
-        done += part
-      }
-      return done
-    }
+    let got = bytes.withUnsafeMutableBytes { try? file.read(into: $0, at: 0) }
     guard got == bytes.count, let binary = Self.decode(bytes, key: key) else {
       note("the cached program \(path) was malformed; rebuilding it")
       return nil

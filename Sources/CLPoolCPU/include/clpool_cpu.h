@@ -128,12 +128,20 @@ int clpool_set_direct(int descriptor, int on);
 
 /* Temporary files a signal must not leave behind (temporaries.c). After
  * clpool_remove_temporaries_on_signals (a program's choice, never a library's: it installs handlers
- * for SIGINT, SIGTERM and SIGHUP, except where one is ignored), a registered path is unlinked if
+ * for the signals that end a process by default, except where one is ignored), a registered path is unlinked if
  * one of those signals ends the process before clpool_forget_temporary. Registering returns a slot
  * for clpool_forget_temporary, or -1 (no handlers, a path of 4096 bytes or more, or 1024 paths
  * registered already: that file is then not removed on a signal). */
 void clpool_remove_temporaries_on_signals(void);
 int clpool_register_temporary(const char *path);
 void clpool_forget_temporary(int slot);
+
+/* A program's standard descriptors (standard_streams.c). clpool_occupy_standard_descriptors opens
+ * /dev/null, read-only, on each of descriptors 0, 1 and 2 that is closed, so that no file the
+ * program opens later becomes its stdout or stderr (writes to them still fail, as to a closed
+ * one). clpool_flush_standard_output flushes stdout: 0, or the errno of a failed write (EIO where
+ * an earlier write failed). */
+void clpool_occupy_standard_descriptors(void);
+int clpool_flush_standard_output(void);
 
 #endif

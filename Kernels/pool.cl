@@ -157,7 +157,7 @@ inline acc_t max_contiguous(__global const real *p, ulong len, bool want_index, 
     has_nan |= isnan(v);
     result = v > result ? v : result;
   }
-  if (has_nan) result = NAN;
+  if (has_nan) result = ACC_NAN;
   long index = 0;
   if (want_index) {
     if (has_nan) {
@@ -242,7 +242,7 @@ inline void max_channel_group(__global const real *p, ulong len, ulong channels,
   for (int j = 0; j < VEC; ++j) {
     positions[j] = found[j];
     if (nans[j] >= 0) {
-      maxima[j] = NAN;
+      maxima[j] = ACC_NAN;
       positions[j] = nans[j];
     }
   }
@@ -263,7 +263,7 @@ inline __global const real *row_chunk(__global const real *x, ulong item, ulong 
 inline void store_sum(__global real *out, __global acc_t *partial, ulong slot, acc_t sum,
                       uint chunks, __global const real *row, ulong row_len, ulong stride) {
   if (chunks == 1)
-    STORE(finish_mean(sum, row, row_len, stride), slot, out);
+    store_result(finish_mean(sum, row, row_len, stride), slot, out);
   else
     partial[slot] = sum;
 }
@@ -291,7 +291,7 @@ __kernel void gmp_rows(__global const real *x, __global real *out, __global long
   ulong begin, len;
   __global const real *p = row_chunk(x, item, row_len, chunk_len, chunks, &begin, &len);
   long index;
-  STORE(max_contiguous(p, len, indices != 0, &index), item, out);
+  store_result(max_contiguous(p, len, indices != 0, &index), item, out);
   if (indices) indices[item] = (long)begin + index;
 }
 
@@ -360,7 +360,7 @@ __kernel void gmp_rows_wg(__global const real *x, __global real *out, __global l
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   if (active && lane == 0) {
-    STORE(best_value[lid], item, out);
+    store_result(best_value[lid], item, out);
     if (indices) indices[item] = (long)begin + best_index[lid];
   }
 }
@@ -414,7 +414,7 @@ __kernel void gmp_channels_last(__global const real *x, __global real *out,
                     maxima, positions);
   for (ulong j = 0; j < w.lanes; ++j) {
     ulong slot = ((w.n * channels) + w.c0 + j) * chunks + w.chunk;
-    STORE(maxima[j], slot, out);
+    store_result(maxima[j], slot, out);
     if (indices) indices[slot] = (long)w.begin + positions[j];
   }
 }
@@ -434,7 +434,7 @@ __kernel void gap_combine(__global const acc_t *partial, __global real *out, ulo
   for (uint k = 0; k < chunks; ++k) total = kahan_add(total, partial[row * chunks + k]);
   __global const real *start =
       channels_last ? x + (row / channels) * row_len * channels + row % channels : x + row * row_len;
-  STORE(finish_mean(total.x, start, row_len, channels_last ? channels : 1), row, out);
+  store_result(finish_mean(total.x, start, row_len, channels_last ? channels : 1), row, out);
 }
 
 /* Launch as gap_combine; partial_indices are row-relative already. */
@@ -449,7 +449,7 @@ __kernel void gmp_combine(__global const real *partial, __global const long *par
     long index = partial_indices[row * chunks + k];
     if (max_is_better(v, index, best, best_index)) { best = v; best_index = index; }
   }
-  STORE(best, row, out);
+  store_result(best, row, out);
   if (indices) indices[row] = best_index;
 }
 
@@ -470,7 +470,7 @@ __kernel void gap_ragged(__global const real *x, __global const ulong *offsets,
   ulong len = spatial[n];
   if (!channels_last) {
     __global const real *plane = x + offsets[n] + c0 * len;
-    STORE(finish_mean(sum_contiguous(plane, len), plane, len, 1), n * channels + c0, out);
+    store_result(finish_mean(sum_contiguous(plane, len), plane, len, 1), n * channels + c0, out);
     return;
   }
   ulong lanes = min((ulong)VEC, channels - c0);
@@ -478,7 +478,7 @@ __kernel void gap_ragged(__global const real *x, __global const ulong *offsets,
   __global const real *first = x + offsets[n] + c0;
   sum_channel_group(first, len, channels, lanes, sums);
   for (ulong j = 0; j < lanes; ++j)
-    STORE(finish_mean(sums[j], first + j, len, channels), n * channels + c0 + j, out);
+    store_result(finish_mean(sums[j], first + j, len, channels), n * channels + c0 + j, out);
 }
 
 /* Launch as gap_ragged; indices (when not NULL) are positions within the sample's plane. */
@@ -491,7 +491,7 @@ __kernel void gmp_ragged(__global const real *x, __global const ulong *offsets,
   ulong len = spatial[n];
   if (!channels_last) {
     long index;
-    STORE(max_contiguous(x + offsets[n] + c0 * len, len, indices != 0, &index), n * channels + c0, out);
+    store_result(max_contiguous(x + offsets[n] + c0 * len, len, indices != 0, &index), n * channels + c0, out);
     if (indices) indices[n * channels + c0] = index;
     return;
   }
@@ -500,7 +500,7 @@ __kernel void gmp_ragged(__global const real *x, __global const ulong *offsets,
   long positions[VEC];
   max_channel_group(x + offsets[n] + c0, len, channels, lanes, maxima, positions);
   for (ulong j = 0; j < lanes; ++j) {
-    STORE(maxima[j], n * channels + c0 + j, out);
+    store_result(maxima[j], n * channels + c0 + j, out);
     if (indices) indices[n * channels + c0 + j] = positions[j];
   }
 }

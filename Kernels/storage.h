@@ -11,6 +11,9 @@
  *            acc8_t gives)
  * LOAD(i, p)   element i of p as acc_t;   LOAD8(i, p)  the i-th 8-element vector of p as acc8_t
  * STORE(v, i, p)  p[i] = v, rounded to the nearest real (ties to even)
+ * store_result(v, i, p)  STORE for a pooled result, every NaN stored as the quiet NaN of no
+ *            payload, sign clear (half 0x7e00), as the CPU backend stores it: drivers' NAN, NaN
+ *            payloads and what vstore_half makes of a NaN differ
  * INDEX_MASK8(m)  a mask8_t as the int8 mask that selects int8 positions (positions are never
  *            long8: see pool.cl, Portability)
  * ACC_MAX    the largest finite acc_t
@@ -58,5 +61,16 @@ typedef float real;
 #define STORE(v, i, p) ((p)[i] = (real)(v))
 #endif
 #endif
+
+inline void store_result(acc_t v, size_t i, __global real *p) {
+#if defined(STORAGE_HALF)
+  if (isnan(v))
+    ((__global ushort *)p)[i] = (ushort)0x7E00;
+  else
+    vstore_half_rte(v, i, p);
+#else
+  p[i] = (real)(isnan(v) ? ACC_NAN : v);
+#endif
+}
 
 #endif /* CLPOOL_STORAGE_H */

@@ -62,4 +62,55 @@ struct DispatchingBackendTests {
       #expect(device.scalars.map(\.bitPattern) == cpu.scalars.map(\.bitPattern), "\(candidate.name) without a bias: \(device.scalars) vs the CPU's \(cpu.scalars)")
     }
   }
+
+  /// Maxima are exact and both backends keep the first maximum's (or first NaN's) position, and
+  /// every NaN a pooling result holds is the quiet NaN of no payload (half 0x7e00), on the CPU and
+  /// in every OpenCL kernel (drivers' NAN and NaN payloads differ: PoCL's NAN is 0x7fffffff). So
+  /// max pooling gives the same bits whichever backend `auto`'s rule sends a batch to, and a NaN
+  /// mean is the same bits too: every storage type, both layouts, both kernel families
+  /// (CLPOOL_KERNEL_VARIANT in CI), ragged batches, NaNs of both signs and many payloads. Except
+  /// (not tested here): a plane whose maximum is a zero of both signs, where each kernel keeps
+  /// the zero its lanes meet first, so the backends may differ in that zero's sign.
+  @Test func maxPoolingAndNaNsGiveTheSameBitsOnTheCPUAndOnOpenCL() throws {
+    func bits<S: StorageScalar>(_ values: [S]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
+    func nanBits<S: StorageScalar>(_ values: [S]) -> [[UInt8]] {
+      values.filter { Double($0).isNaN }.map { value in withUnsafeBytes(of: value) { Array($0) } }
+    }
+    func check<S: StorageScalar>(_: S.Type, _ candidate: BackendUnderTest) throws {
+      let cpu = TestBackends.cpu.backend, device = candidate.backend
+      var random = SplitMix64(seed: TestBackends.seed ^ 0x4A4E)
+      let payloads: [UInt32] = [0x7F80_0123, 0xFFC0_0001, 0x7FFF_FFFF, 0xFF80_0001, 0x7FC0_0000]
+      for layout in Layout.allCases {
+        for special in [TestData.Special.forMax, .forAverage] {
+          var x = try TestData.poolInput([5, 37, 7, 9], layout: layout, special: special, random: &random)
+          x.scalars = x.scalars.map { $0 == 0 ? 0 : $0 }  // −0 to +0 (above)
+          for (n, payload) in payloads.enumerated() { x.scalars[n * 97 % x.scalars.count] = Float(bitPattern: payload) }
+          let typed = TypedTensor<S>(converting: x)
+          let name = "\(candidate.name) \(S.self) \(layout) \(special)"
+          let expected = try cpu.globalMaxPool(typed, layout: layout, keepDims: false, returnIndices: true)
+          let got = try device.globalMaxPool(typed, layout: layout, keepDims: false, returnIndices: true)
+          #expect(bits(got.values.scalars) == bits(expected.values.scalars) && got.indices == expected.indices, "max \(name)")
+          let means = try device.globalAveragePool(typed, layout: layout, keepDims: false).scalars
+          let cpuMeans = try cpu.globalAveragePool(typed, layout: layout, keepDims: false).scalars
+          #expect(!nanBits(cpuMeans).isEmpty && nanBits(means) == nanBits(cpuMeans), "NaN means \(name)")
+        }
+        var samples: [TypedTensor<S>] = []
+        for (n, extent) in [[1, 1], [7, 5], [13, 3]].enumerated() {
+          var sample = try TestData.poolInput([1, 11] + extent, layout: layout, special: .forMax, random: &random)
+          sample.scalars = sample.scalars.map { $0 == 0 ? 0 : $0 }
+          sample.scalars[0] = Float(bitPattern: payloads[n])
+          samples.append(TypedTensor<S>(converting: try sample.reshaped(Array(sample.shape.dropFirst()))))
+        }
+        let ragged = try RaggedBatch(samples: samples, layout: layout)
+        let expected = try cpu.globalMaxPool(ragged, returnIndices: true)
+        let got = try device.globalMaxPool(ragged, returnIndices: true)
+        #expect(bits(got.values.scalars) == bits(expected.values.scalars) && got.indices == expected.indices, "ragged max \(candidate.name) \(S.self) \(layout)")
+      }
+    }
+    for candidate in TestBackends.openCL {
+      try check(Float16.self, candidate)
+      try check(Float.self, candidate)
+      if (try? candidate.backend.checkSupport(.float64)) != nil { try check(Double.self, candidate) }
+    }
+  }
 }

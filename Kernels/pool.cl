@@ -24,8 +24,10 @@
  * this path: the cost is one isfinite per plane.
  *
  * Max semantics (SPEC). NaN anywhere in a plane gives NaN; the index is the plane-relative,
- * row-major position of the first maximum, or of the first NaN if there is one. fmax() ignores
- * NaN, so NaN is tracked on its own.
+ * row-major position of the first maximum, or of the first NaN if there is one, and a maximum is
+ * the element there: a zero maximum has the sign of the first zero (-0 == +0, so which zero a
+ * lane keeps would otherwise depend on the lanes). Comparisons are false for NaN, so NaN is
+ * tracked on its own.
  *
  * Variants (the host picks one per device type and shape, by the rule in OpenCLPooling.swift):
  *   gap_rows / gmp_rows              one work-item per (row, chunk), contiguous rows, vloads
@@ -136,8 +138,8 @@ inline acc_t sum_contiguous(__global const real *p, ulong len) {
   return kahan_add(total, tail).x;
 }
 
-/* Max of len contiguous elements (NaN if any is NaN); with want_index, also the index (relative
- * to p) of the first maximum, or of the first NaN. The value pass is pure vector code; the index
+/* Max of len contiguous elements (NaN if any is NaN; a zero maximum has the sign of the first
+ * zero); with want_index, also the index (relative to p) of the first maximum, or of the first NaN. The value pass is pure vector code; the index
  * pass rescans and usually stops early. */
 inline acc_t max_contiguous(__global const real *p, ulong len, bool want_index, long *out_index) {
   acc8_t best = (acc8_t)(-INFINITY);
@@ -159,12 +161,11 @@ inline acc_t max_contiguous(__global const real *p, ulong len, bool want_index, 
   }
   if (has_nan) result = ACC_NAN;
   long index = 0;
-  if (want_index) {
-    if (has_nan) {
-      while (!isnan(LOAD(index, p))) ++index;
-    } else {
-      while (LOAD(index, p) != result) ++index;
-    }
+  if (has_nan && want_index) {
+    while (!isnan(LOAD(index, p))) ++index;
+  } else if (!has_nan && (want_index || result == 0)) {
+    while (LOAD(index, p) != result) ++index;
+    result = LOAD(index, p); /* a zero maximum has its first zero's sign, whichever lane met which first */
   }
   *out_index = index;
   return result;
@@ -231,9 +232,10 @@ inline void max_channel_group(__global const real *p, ulong len, ulong channels,
   for (ulong i = 0; i < len; ++i) {
     acc8_t v = load_channels(p + i * channels, lanes);
     int8 position = (int8)((int)i);
-    best_index = select(best_index, position, INDEX_MASK8(v > best));
+    mask8_t better = v > best; /* false for NaN, tracked on its own; a later equal (+0 after -0) loses */
+    best_index = select(best_index, position, INDEX_MASK8(better));
     first_nan = select(first_nan, position, INDEX_MASK8(isnan(v)) & (first_nan < 0));
-    best = fmax(best, v);
+    best = select(best, v, better);
   }
   int found[VEC], nans[VEC];
   vstore8(best, 0, maxima);

@@ -5,9 +5,9 @@ import Foundation
 /// `CLPOOL_BUILD_OPTIONS` (extra compiler options) and `CLPOOL_KERNEL_VARIANT=auto|item|group`.
 ///
 /// `auto` takes the first OpenCL GPU or accelerator whose kernels build (as a `DispatchingBackend`,
-/// which sends calls too small for a device launch to the CPU); otherwise the CPU
-/// backend, which on a machine whose only OpenCL device is the CPU itself is the faster of the two
-/// (it runs dense through BLAS; see BENCHMARKS.md). If OpenCL is unavailable or its kernels fail
+/// which runs pooling and small products on the CPU, with the CPU's bits throughout); otherwise
+/// the CPU backend, which on a machine whose only OpenCL device is the CPU itself is the faster of
+/// the two (see BENCHMARKS.md). If OpenCL is unavailable or its kernels fail
 /// to build, `auto` says why once on stderr and uses the CPU backend; an explicit `opencl`
 /// request throws the reason instead.
 public struct BackendSelection: Equatable, Sendable {
@@ -170,7 +170,7 @@ public struct BackendSelection: Equatable, Sendable {
           do {
             let backend = try openCLBackend(candidate, options)
             try backend.checkSupport(type)
-            // Calls too small to pay for a launch run on the CPU (DispatchRule).
+            // Pooling and small products run on the CPU, with the CPU's bits throughout (DispatchRule).
             return DispatchingBackend(device: backend, cpu: CPUBackend(options: options))
           } catch {
             let next = position + 1 < candidates.count ? "trying the next device" : "using the CPU backend"

@@ -19,8 +19,9 @@ package func writeToStandardError(_ text: String) {
 
 /// A program's stdin, stdout and stderr (standard_streams.c), for clpool's command line.
 package enum StandardStreams {
-  /// Puts a read-only /dev/null on each of descriptors 0–2 that is closed, before the program
-  /// opens any file: otherwise that file would take the number, and `-o /dev/stdout` name it.
+  /// Puts the root folder on each of descriptors 0–2 that is closed, before the program opens any
+  /// file: otherwise that file would take the number, and `-o /dev/stdout` name it. Writing to
+  /// the folder fails, as to a closed descriptor, and `-o /dev/stdout` is refused as a folder.
   package static func occupyClosedDescriptors() { clpool_occupy_standard_descriptors() }
 
   /// Flushes stdout: 0, or the errno of a write that failed.

@@ -40,6 +40,11 @@ struct CLPoolCommand: ParsableCommand {
     } catch {
       if !(error is CLPoolError) && exitCode(for: error) == .success {  // --help, --version
         print(fullMessage(for: error))
+        do {
+          try checkStandardOutput()
+        } catch {
+          Foundation.exit(report(error))
+        }
         Foundation.exit(0)
       }
       Foundation.exit(report(error))

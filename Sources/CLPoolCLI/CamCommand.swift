@@ -90,7 +90,7 @@ struct CamCommand: ParsableCommand {
     let weights = try readNPY(weightOptions.weight, as: Float.self)
     let biases = try weightOptions.bias.map { try readNPY($0, as: Float.self) }
     // The photo is read before any computing, so a bad one fails fast.
-    let photo = try overlay.map { try RGBImage.read(contentsOf: URL(fileURLWithPath: $0)) }
+    let photo = try overlay.map { try RGBImage.read(atPath: $0) }
     let backend = try backendOptions.makeBackend(requiring: .float32)
     let batch = features.rank == 4 ? features.shape[0] : 1
     if isPNG && batch != 1 {
@@ -121,7 +121,7 @@ struct CamCommand: ParsableCommand {
           try parsedSize() ?? (max(1, Int((Double(width) * scale).rounded())), max(1, Int((Double(height) * scale).rounded())))
         picture = try HeatMap.render(map, width: target.width, height: target.height, resampling: resampling)
       }
-      try picture.writePNG(to: URL(fileURLWithPath: output))
+      try picture.writePNG(toPath: output)
     } else {
       try writeNPY(map, output)
     }

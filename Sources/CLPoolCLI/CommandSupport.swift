@@ -17,11 +17,11 @@ extension BackendOptionGroup {
 }
 
 func readNPY<S: StorageScalar>(_ path: String, as type: S.Type) throws -> TypedTensor<S> {
-  try NPY.readTensor(at: URL(fileURLWithPath: path), as: type)
+  try NPY.readTensor(atPath: path, as: type)
 }
 
 func writeNPY<S: StorageScalar>(_ tensor: TypedTensor<S>, _ path: String) throws {
-  try NPY.write(Tensor(converting: tensor), to: URL(fileURLWithPath: path))
+  try NPY.write(Tensor(converting: tensor), toPath: path)
 }
 
 /// Throws when an output names a file the command reads (also through a link): written whole and

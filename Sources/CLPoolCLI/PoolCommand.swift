@@ -124,7 +124,7 @@ struct PoolCommand: ParsableCommand {
     }
     // Indices first: if either write fails, nothing of this run is left behind.
     if let indices, let maxIndices {
-      try NPY.write(indices: maxIndices, shape: batch.outputShape, to: URL(fileURLWithPath: indices))
+      try NPY.write(indices: maxIndices, shape: batch.outputShape, toPath: indices)
     }
     do {
       try writeNPY(values, outputOptions.output)

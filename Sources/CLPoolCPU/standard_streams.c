@@ -11,7 +11,8 @@
 void clpool_occupy_standard_descriptors(void) {
   for (int descriptor = 0; descriptor <= 2; ++descriptor) {
     if (fcntl(descriptor, F_GETFD) >= 0 || errno != EBADF) continue;
-    int placeholder = open("/dev/null", O_RDONLY); /* the lowest free number: this one */
+    /* A folder: no write to it succeeds, and no path that leads to it (/dev/stdout) opens for writing. */
+    int placeholder = open("/", O_RDONLY | O_DIRECTORY); /* the lowest free number: this one */
     if (placeholder >= 0 && placeholder != descriptor) close(placeholder);
   }
 }

@@ -59,12 +59,15 @@ import Testing
     let x = try HostileCLITests.input(scratch)
     let before = try HostileRound3Tests.bytes(x)
     let cases: [(script: String, status: Int32)] = [
-      ("\"$0\" pool x.npy -o /dev/stdout >&-", 0),  // the output goes nowhere; the input stays
+      ("\"$0\" pool x.npy -o /dev/stdout >&-", 2),  // refused: descriptor 1 holds a folder, not the input
       ("\"$0\" pool x.npy -o y.npy <&- >&- 2>&-", 0),
       ("\"$0\" pool nosuch.npy 2>&-", 2),  // the error has nowhere to go, but the status says it
       ("\"$0\" pool nosuch.npy 2>/dev/full", 2),
       ("\"$0\" devices >&-", 2),
       ("\"$0\" devices >/dev/full", 2),
+      ("\"$0\" help >/dev/full", 2),
+      ("\"$0\" pool --help >&-", 2),
+      ("cat x.npy | \"$0\" pool /dev/stdin -o /dev/stdin --backend cpu", 2),  // one pipe, read and written
     ]
     for (script, status) in cases {
       let run = try Self.shell(script + "; echo \"status $?\" >&2", scratch)
@@ -151,6 +154,34 @@ import Testing
         #expect(run.status == 2 && run.stderrLines.count == 1 && run.stderr.contains("text after the closing '}'"), "\(byte): \(run.stderr)")
       }
     }
+  }
+
+  /// Outputs and inputs go to the kernel as given. Through `URL.path`, which standardizes as text,
+  /// `dl/../d.npy` (dl a link into another folder) became `d.npy`, and `d.npy/` became `d.npy`:
+  /// the check saw another file and dense, cam and ragged pool replaced their input, exit 0.
+  @Test func pathsReachTheKernelAsGiven() throws {
+    let scratch = try Scratch()
+    let pooled = try scratch.save(try Tensor(shape: [2, 3], repeating: 1), "d.npy")
+    _ = try scratch.save(try Tensor(shape: [3, 4], repeating: 0.5), "w.npy")
+    _ = try scratch.save(try Tensor(shape: [3, 2, 2], repeating: 1), "c.npy")
+    let x = try HostileCLITests.input(scratch)
+    try FileManager.default.createDirectory(atPath: scratch.path("real/deep"), withIntermediateDirectories: true)
+    try FileManager.default.createSymbolicLink(atPath: scratch.path("dl"), withDestinationPath: "real/deep")
+    let before = try [pooled, x].map(HostileRound3Tests.bytes)
+    let written: [(String, String)] = [
+      ("\"$0\" dense d.npy --weight w.npy -o dl/../d.npy", "real/d.npy"),
+      ("\"$0\" pool x.npy x.npy -o dl/../x.npy", "real/x.npy"),
+      ("\"$0\" cam c.npy --weight w.npy --class 0 -o dl/../c.npy", "real/c.npy"),
+    ]
+    for (script, output) in written {
+      let run = try Self.shell(script + " --backend cpu", scratch)
+      #expect(run.status == 0 && scratch.exists(output), "\(script): \(run.stderr)")
+    }
+    for script in ["\"$0\" dense d.npy --weight w.npy -o d.npy/", "\"$0\" pool x.npy x.npy -o x.npy/."] {
+      let run = try Self.shell(script + " --backend cpu", scratch)
+      #expect(run.status == 2 && run.stderrLines.count == 1 && run.stderr.contains("Not a directory"), "\(script): \(run.stderr)")
+    }
+    #expect(try [pooled, x].map(HostileRound3Tests.bytes) == before, "an input was replaced")
   }
 
   /// A device given as a photo is refused by its first bytes, before a gigabyte of it is read.

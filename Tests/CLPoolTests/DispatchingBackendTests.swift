@@ -4,28 +4,64 @@ import Testing
 
 @Suite(.enabled(if: TestBackends.runOpenCL))
 struct DispatchingBackendTests {
-  /// Calls go by the written rule, per operation, and both sides compute correctly.
-  @Test func routesByTheRuleAndStaysCorrect() throws {
-    let device = try #require(try OpenCLDevice.all().first)
-    let openCL = try OpenCLBackend(device: device, options: TestBackends.options)
+  /// Pooling always runs on the CPU; a product runs on the device from the rule's size up, and
+  /// every call gives the CPU backend's bits, so a sample's result is the same alone and inside a
+  /// batch the rule sends elsewhere: pooling in both layouts, ragged, backward, dense and the head
+  /// with every activation (the device's exponentials differ from the CPU's), both weight
+  /// layouts, with and without a bias, every storage type, batches of 1 and 40 rows, NaNs.
+  @Test func everyCallGivesTheCPUBackendsBits() throws {
+    func bits<S: StorageScalar>(_ values: [S]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
     let cpu = CPUBackend(options: TestBackends.options)
-    let rule = DispatchRule(poolElements: 1000, multiplyAdds: 5000)
-    let backend = DispatchingBackend(device: openCL, cpu: cpu, rule: rule)
-    #expect(backend.kind == .opencl && backend.deviceName.contains("on the CPU"))
-    #expect(backend.backend(for: .pool(elements: 999)) === cpu && backend.backend(for: .pool(elements: 1000)) === openCL)
-    let small = try DenseGeometry(input: [1, 10], weight: [10, 10], bias: nil, weightLayout: .inOut)
-    let large = try DenseGeometry(input: [50, 10], weight: [10, 10], bias: nil, weightLayout: .inOut)
-    #expect(backend.backend(for: .dense(small)) === cpu && backend.backend(for: .dense(large)) === openCL)
-    var random = SplitMix64(seed: TestBackends.seed)
-    let x = try TestData.uniform([3, 17, 9, 11], in: -1..<3, random: &random)
-    let geometry = try PoolGeometry(shape: x.shape, layout: .channelsFirst)
-    let reference = Float64Reference.averagePool(x.scalars, geometry)
-    for (rule, expected) in [(DispatchRule.deviceOnly, openCL as any Backend), (.cpuOnly, cpu)] {
+    for candidate in TestBackends.openCL {
+      guard let openCL = candidate.backend as? OpenCLBackend else { continue }
+      let rule = DispatchRule(multiplyAdds: 5000)
       let routed = DispatchingBackend(device: openCL, cpu: cpu, rule: rule)
-      let mean = try routed.globalAveragePool(x, layout: .channelsFirst, keepDims: false)
-      #expect(CrossCheck.averagePool(mean.scalars, reference: reference).passed)
-      let direct = try expected.globalAveragePool(x, layout: .channelsFirst, keepDims: false)
-      #expect(mean.scalars.map(\.bitPattern) == direct.scalars.map(\.bitPattern), "\(rule) must route to \(expected.kind)")
+      #expect(routed.kind == .opencl && routed.deviceName.contains("on the CPU"))
+      let small = try DenseGeometry(input: [1, 10], weight: [10, 10], bias: nil, weightLayout: .inOut)
+      let large = try DenseGeometry(input: [50, 10], weight: [10, 10], bias: nil, weightLayout: .inOut)
+      #expect(routed.backend(for: .pool(elements: 1 << 30)) === cpu && routed.backend(for: .dense(small)) === cpu)
+      #expect(CPUInstructions.name.hasPrefix("baseline") || routed.backend(for: .dense(large)) === routed)
+      func check<S: StorageScalar>(_: S.Type) throws {
+        var random = SplitMix64(seed: TestBackends.seed ^ 0xD15)
+        let name = "\(candidate.name) \(S.self)"
+        for rows in [1, 40] {
+          var features = try TestData.uniform([rows, 70, 3, 5], in: -1..<3, random: &random)
+          features.scalars[7] = .nan
+          let x = TypedTensor<S>(converting: features)
+          let pooled = TypedTensor<S>(converting: try TestData.uniform([rows, 70], in: -1..<1, random: &random))
+          for layout in Layout.allCases {
+            #expect(bits(try routed.globalAveragePool(x, layout: layout, keepDims: false).scalars)
+              == bits(try cpu.globalAveragePool(x, layout: layout, keepDims: false).scalars), "avg \(name) \(layout) \(rows)")
+            let maxima = try routed.globalMaxPool(x, layout: layout, keepDims: false, returnIndices: true)
+            let expected = try cpu.globalMaxPool(x, layout: layout, keepDims: false, returnIndices: true)
+            #expect(bits(maxima.values.scalars) == bits(expected.values.scalars) && maxima.indices == expected.indices, "max \(name) \(layout)")
+          }
+          for weightLayout in [WeightLayout.inOut, .outIn] {
+            let shape = weightLayout == .inOut ? [70, 13] : [13, 70]
+            let w = TypedTensor<S>(converting: try TestData.uniform(shape, in: -0.3..<0.3, random: &random))
+            let b = TypedTensor<S>(converting: try TestData.uniform([13], in: -1..<1, random: &random))
+            for activation in Activation.allCases {
+              for bias in [b, nil] {
+                let label = "\(name) \(weightLayout) \(activation) bias \(bias != nil) rows \(rows)"
+                #expect(bits(try routed.dense(pooled, weight: w, bias: bias, weightLayout: weightLayout, activation: activation).scalars)
+                  == bits(try cpu.dense(pooled, weight: w, bias: bias, weightLayout: weightLayout, activation: activation).scalars), "dense \(label)")
+                #expect(bits(try routed.head(x, layout: .channelsFirst, weight: w, bias: bias, weightLayout: weightLayout, activation: activation).scalars)
+                  == bits(try cpu.head(x, layout: .channelsFirst, weight: w, bias: bias, weightLayout: weightLayout, activation: activation).scalars), "head \(label)")
+              }
+            }
+          }
+        }
+        let ragged = try RaggedBatch(samples: [[70, 1, 1], [70, 4, 9]].map {
+          TypedTensor<S>(converting: try TestData.uniform($0, in: -1..<1, random: &random)) })
+        #expect(bits(try routed.globalAveragePool(ragged).scalars) == bits(try cpu.globalAveragePool(ragged).scalars), "ragged \(name)")
+      }
+      try check(Float16.self)
+      try check(Float.self)
+      if (try? openCL.checkSupport(.float64)) != nil { try check(Double.self) }
+      var random = SplitMix64(seed: TestBackends.seed)
+      let gradient = try TestData.uniform([2, 3], in: -1..<1, random: &random)
+      #expect(try routed.globalAveragePoolBackward(gradient, inputShape: [2, 3, 4, 5], layout: .channelsFirst)
+        == (try cpu.globalAveragePoolBackward(gradient, inputShape: [2, 3, 4, 5], layout: .channelsFirst)))
     }
   }
 
@@ -68,9 +104,9 @@ struct DispatchingBackendTests {
   /// in every OpenCL kernel (drivers' NAN and NaN payloads differ: PoCL's NAN is 0x7fffffff). So
   /// max pooling gives the same bits whichever backend `auto`'s rule sends a batch to, and a NaN
   /// mean is the same bits too: every storage type, both layouts, both kernel families
-  /// (CLPOOL_KERNEL_VARIANT in CI), ragged batches, NaNs of both signs and many payloads. Except
-  /// (not tested here): a plane whose maximum is a zero of both signs, where each kernel keeps
-  /// the zero its lanes meet first, so the backends may differ in that zero's sign.
+  /// (CLPOOL_KERNEL_VARIANT in CI), ragged batches, NaNs of both signs and many payloads, and
+  /// planes whose maximum is a zero of both signs: a maximum is the element at its index, so a
+  /// zero has the first zero's sign (each kernel kept the zero its lanes met first: they differed).
   @Test func maxPoolingAndNaNsGiveTheSameBitsOnTheCPUAndOnOpenCL() throws {
     func bits<S: StorageScalar>(_ values: [S]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
     func nanBits<S: StorageScalar>(_ values: [S]) -> [[UInt8]] {
@@ -83,13 +119,17 @@ struct DispatchingBackendTests {
       for layout in Layout.allCases {
         for special in [TestData.Special.forMax, .forAverage] {
           var x = try TestData.poolInput([5, 37, 7, 9], layout: layout, special: special, random: &random)
-          x.scalars = x.scalars.map { $0 == 0 ? 0 : $0 }  // −0 to +0 (above)
           for (n, payload) in payloads.enumerated() { x.scalars[n * 97 % x.scalars.count] = Float(bitPattern: payload) }
           let typed = TypedTensor<S>(converting: x)
           let name = "\(candidate.name) \(S.self) \(layout) \(special)"
           let expected = try cpu.globalMaxPool(typed, layout: layout, keepDims: false, returnIndices: true)
           let got = try device.globalMaxPool(typed, layout: layout, keepDims: false, returnIndices: true)
           #expect(bits(got.values.scalars) == bits(expected.values.scalars) && got.indices == expected.indices, "max \(name)")
+          for (backend, result) in [("cpu", expected), (candidate.name, got)] {
+            let sampled = try Self.elementsAt(result.indices ?? [], of: typed, layout: layout)
+            let numbers = zip(result.values.scalars, sampled).filter { !Double($0.0).isNaN }
+            #expect(bits(numbers.map(\.0)) == bits(numbers.map(\.1)), "\(backend) \(name): a maximum is not the element at its index")
+          }
           let means = try device.globalAveragePool(typed, layout: layout, keepDims: false).scalars
           let cpuMeans = try cpu.globalAveragePool(typed, layout: layout, keepDims: false).scalars
           #expect(!nanBits(cpuMeans).isEmpty && nanBits(means) == nanBits(cpuMeans), "NaN means \(name)")
@@ -97,7 +137,6 @@ struct DispatchingBackendTests {
         var samples: [TypedTensor<S>] = []
         for (n, extent) in [[1, 1], [7, 5], [13, 3]].enumerated() {
           var sample = try TestData.poolInput([1, 11] + extent, layout: layout, special: .forMax, random: &random)
-          sample.scalars = sample.scalars.map { $0 == 0 ? 0 : $0 }
           sample.scalars[0] = Float(bitPattern: payloads[n])
           samples.append(TypedTensor<S>(converting: try sample.reshaped(Array(sample.shape.dropFirst()))))
         }
@@ -111,6 +150,16 @@ struct DispatchingBackendTests {
       try check(Float16.self, candidate)
       try check(Float.self, candidate)
       if (try? candidate.backend.checkSupport(.float64)) != nil { try check(Double.self, candidate) }
+    }
+  }
+
+  /// The element of each (n, c) plane at that plane's position in `indices`.
+  static func elementsAt<S: StorageScalar>(_ indices: [Int64], of x: TypedTensor<S>, layout: Layout) throws -> [S] {
+    let geometry = try PoolGeometry(shape: x.shape, layout: layout)
+    let (channels, spatial) = (geometry.channels, geometry.spatialSize)
+    return indices.enumerated().map { plane, index in
+      let (n, c, s) = (plane / channels, plane % channels, Int(index))
+      return x.scalars[layout == .channelsFirst ? (n * channels + c) * spatial + s : (n * spatial + s) * channels + c]
     }
   }
 }

@@ -249,6 +249,11 @@ def test_data_that_is_not_numbers_is_refused(backend):
             backend.global_avg_pool(x)
     with pytest.raises(clpool.InvalidArgumentError, match="cannot read the data"):
         backend.dense(np.zeros((1, 3), np.float32), [["a", "b"]] * 3)
+    weight, row = np.ones((2, 2), np.float32), np.ones((1, 2), np.float32)
+    for call in [lambda: backend.dense(row, [[1, 2], [3]]), lambda: backend.dense(row, weight, [[1], [2, 3]]),
+                 lambda: backend.global_avg_pool([[[[10**400]]]]), lambda: backend.dense(row, weight, [10**400, 1])]:
+        with pytest.raises(clpool.InvalidArgumentError, match="cannot read the data"):
+            call()
     assert backend.global_avg_pool(np.ones((1, 2, 2, 2), dtype=object)).tolist() == [[1.0, 1.0]]  # numbers as objects
 
 

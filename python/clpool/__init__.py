@@ -131,7 +131,7 @@ def _computation_type(x):
     float64 array computes in float64), else float32; complex data is refused, not truncated."""
     try:
         dtype = np.asarray(x).dtype
-    except (TypeError, ValueError) as error:  # a ragged list
+    except (TypeError, ValueError, OverflowError) as error:  # a ragged list, an int past float64
         raise _invalid(f"cannot read the data as an array: {error}") from None
     if dtype.kind == "c":
         raise _invalid(f"{dtype} data is complex; clpool computes on real float16, float32 or float64")
@@ -145,11 +145,13 @@ def _prepared(array, dtype):
         flags = array.flags
         if flags.c_contiguous and flags.aligned:  # the common case, checked without np.require's cost
             return array
-    if np.asarray(array).dtype.kind == "c":  # numpy would drop the imaginary part with a warning
-        raise _invalid("complex data; clpool computes on real float16, float32 or float64")
     try:
+        if np.asarray(array).dtype.kind == "c":  # numpy would drop the imaginary part with a warning
+            raise _invalid("complex data; clpool computes on real float16, float32 or float64")
         return np.require(array, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
-    except (TypeError, ValueError) as error:  # strings, objects, ragged lists
+    except InvalidArgumentError:
+        raise
+    except (TypeError, ValueError, OverflowError) as error:  # strings, objects, ragged lists, huge ints
         raise _invalid(f"cannot read the data as {np.dtype(dtype)}: {error}") from None
 
 

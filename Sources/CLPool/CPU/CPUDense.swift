@@ -36,13 +36,19 @@ struct CPUDense {
     } else {
       product(xs, count: count, into: y)
     }
-    // The activation's rows on every core too, so that a batch's softmax (an exponential per
-    // output) does not run on one core while the others wait.
-    let code = Self.activationCode(activation)
-    parallelFor(count, grain: max(1, 16_384 / max(m, 1))) { rows in
-      clpool_activate(accumulator.kernelCode, y + rows.lowerBound * m * accumulator.byteWidth, rows.count, m, code)
-    }
+    Self.activate(y, rows: count, outputs: m, accumulator, activation)
     if let result { clpool_convert(accumulator.kernelCode, result, 0, storage.kernelCode, out, count * m) }
+  }
+
+  /// `activation` applied in place to `rows` × `outputs` products of arithmetic type `type` (every
+  /// NaN made the quiet NaN of no payload), as `rows(of:count:_:into:)` applies it.
+  static func activate(_ y: UnsafeMutableRawPointer, rows: Int, outputs m: Int, _ type: ScalarType, _ activation: Activation) {
+    // On every core, so that a batch's softmax (an exponential per output) does not run on one
+    // core while the others wait.
+    let code = activationCode(activation)
+    parallelFor(rows, grain: max(1, 16_384 / max(m, 1))) { part in
+      clpool_activate(type.kernelCode, y + part.lowerBound * m * type.byteWidth, part.count, m, code)
+    }
   }
 
   /// y = x · W + b on every core: W's columns split across the cores (each task packs its panels of

@@ -22,8 +22,17 @@ public enum NPY {
   /// S is narrower than the file's type). The payload goes straight into the tensor's storage
   /// (converted a chunk at a time when the types differ), so reading costs about the tensor once.
   public static func readTensor<S: StorageScalar>(at url: URL, as type: S.Type) throws -> TypedTensor<S> {
-    let reader = try Reader(path: url.path)
-    return try reader.readAll(as: type)
+    try readTensor(atPath: url.path, as: type)
+  }
+
+  /// `readTensor(at:as:)` for a path taken as the kernel takes it: a URL's path is standardized
+  /// as text (`link/../x.npy` becomes `x.npy`, `x.npy/` becomes `x.npy`), which names another file
+  /// where `link` leads into another folder.
+  /// - Parameters:
+  ///   - path: the file, as given on a command line.
+  ///   - type: the storage type to read into.
+  public static func readTensor<S: StorageScalar>(atPath path: String, as type: S.Type) throws -> TypedTensor<S> {
+    try Reader(path: path).readAll(as: type)
   }
 
   /// Decodes the bytes of an `.npy` file as float32; `name` appears in error messages.
@@ -304,18 +313,33 @@ public enum NPY {
   // MARK: Writing
 
   /// Writes `tensor` as little-endian float32 in C order.
-  public static func write(_ tensor: Tensor, to url: URL) throws {
+  public static func write(_ tensor: Tensor, to url: URL) throws { try write(tensor, toPath: url.path) }
+
+  /// `write(_:to:)` for a path taken as the kernel takes it (see `readTensor(atPath:as:)`).
+  /// - Parameters:
+  ///   - tensor: what to write.
+  ///   - path: the file, as given on a command line.
+  public static func write(_ tensor: Tensor, toPath path: String) throws {
     var payload = Data(capacity: tensor.count * 4)
     for value in tensor.scalars { withUnsafeBytes(of: value.bitPattern.littleEndian) { payload.append(contentsOf: $0) } }
-    try OutputFile.write(encode(descr: "<f4", shape: tensor.shape, payload: payload), to: url)
+    try OutputFile.write(encode(descr: "<f4", shape: tensor.shape, payload: payload), toPath: path)
   }
 
   /// Writes int64 indices (e.g. max-pool positions) as little-endian `<i8` in C order.
   public static func write(indices: [Int64], shape: [Int], to url: URL) throws {
+    try write(indices: indices, shape: shape, toPath: url.path)
+  }
+
+  /// `write(indices:shape:to:)` for a path taken as the kernel takes it (see `readTensor(atPath:as:)`).
+  /// - Parameters:
+  ///   - indices: the values, `shape`'s element count of them.
+  ///   - shape: the array's shape.
+  ///   - path: the file, as given on a command line.
+  public static func write(indices: [Int64], shape: [Int], toPath path: String) throws {
     precondition(indices.count == shape.reduce(1, *))
     var payload = Data(capacity: indices.count * 8)
     for value in indices { withUnsafeBytes(of: value.littleEndian) { payload.append(contentsOf: $0) } }
-    try OutputFile.write(encode(descr: "<i8", shape: shape, payload: payload), to: url)
+    try OutputFile.write(encode(descr: "<i8", shape: shape, payload: payload), toPath: path)
   }
 
   /// A complete .npy file: version 1.0 (2.0 when the header needs it), header padded so the data

@@ -49,6 +49,8 @@ public final class OutputFile {
       case S_IFREG:
         // Renaming over a file needs only the folder's permission; replacing it takes the file's own.
         guard faccessat(AT_FDCWD, target, W_OK, AT_EACCESS) == 0 else { throw Self.failure(path, errno) }
+      case S_IFDIR where target == "/" && path != "/":  // StandardStreams' placeholder
+        throw CLPoolError.invalidInput("\(path): cannot write: it leads to the root folder (a descriptor closed when clpool started)")
       case S_IFDIR:
         throw CLPoolError.invalidInput("\(path): cannot write: it is a directory")
       default:
@@ -94,8 +96,9 @@ public final class OutputFile {
     signalCleanup.forget()
   }
 
-  /// From now on a signal that ends the process by default (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
-  /// SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU; where not ignored) removes every output file's
+  /// From now on a signal that ends the process by default (SIGINT, SIGTERM, SIGHUP, SIGPIPE,
+  /// SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU; where not ignored; not SIGQUIT, the Swift runtime's
+  /// backtrace) removes every output file's
   /// temporary file before it ends the process. For programs, such as clpool's command line; a
   /// library leaves the handling of signals to the program it is part of.
   public static func removeTemporariesOnSignals() { clpool_remove_temporaries_on_signals() }
@@ -154,22 +157,31 @@ public final class OutputFile {
   }
 
   /// Writes `data` to `url` whole, as `OutputFile` describes.
-  public static func write(_ data: Data, to url: URL) throws {
-    let file = try OutputFile(path: url.path)
+  public static func write(_ data: Data, to url: URL) throws { try write(data, toPath: url.path) }
+
+  /// Writes `data` to `path` (as the kernel takes it, not standardized as a URL's path) whole,
+  /// as `OutputFile` describes.
+  /// - Parameters:
+  ///   - data: the file's contents.
+  ///   - path: the file, as given on a command line.
+  public static func write(_ data: Data, toPath path: String) throws {
+    let file = try OutputFile(path: path)
     try file.write(data)
     try file.commit()
   }
 
   /// True when writing `a` would replace the regular file `b` names, or the file `b` will be:
-  /// - two paths that exist name the same regular file (one device and inode, through symbolic
-  ///   and hard links alike); a device or FIFO is written, never replaced, so it clashes with none;
+  /// - two paths that exist name the same regular file or FIFO (one device and inode, through
+  ///   symbolic and hard links alike: a pipe read and written would feed clpool its own output);
+  ///   a character device (`/dev/null`) is written, never replaced, so it clashes with none;
   /// - two paths that do not exist yet name one folder (as `realpath` gives it) and one name once
   ///   the links along their last component are followed.
   public static func sameFile(_ a: String, _ b: String) -> Bool {
     var x = stat(), y = stat()
     let first = stat(a, &x) == 0, second = stat(b, &y) == 0
     if first || second {
-      return first && second && x.st_mode & S_IFMT == S_IFREG && x.st_dev == y.st_dev && x.st_ino == y.st_ino
+      let type = x.st_mode & S_IFMT
+      return first && second && (type == S_IFREG || type == S_IFIFO) && x.st_dev == y.st_dev && x.st_ino == y.st_ino
     }
     guard let p = newFileName(a), let q = newFileName(b) else { return false }
     return p == q

@@ -33,8 +33,12 @@ public struct RGBImage: Equatable, Sendable {
   /// composited on white) or a JPEG (through libjpeg), told apart by their first bytes, not the
   /// file name. A corrupt or truncated file, or one whose header claims more than
   /// `maximumSide` / `maximumPixels`, throws `invalidInput` naming the file.
-  public static func read(contentsOf url: URL) throws -> RGBImage {
-    let file = try InputFile(path: url.relativePath)
+  public static func read(contentsOf url: URL) throws -> RGBImage { try read(atPath: url.relativePath) }
+
+  /// `read(contentsOf:)` for a path taken as the kernel takes it, not standardized as a URL's.
+  /// - Parameter path: the file, as given on a command line.
+  public static func read(atPath path: String) throws -> RGBImage {
+    let file = try InputFile(path: path)
     let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], jpeg: [UInt8] = [0xFF, 0xD8, 0xFF]
     do {
       // The signature first, so that a device or another kind of file is refused before it is read.
@@ -43,7 +47,7 @@ public struct RGBImage: Equatable, Sendable {
       if signature.starts(with: jpeg) { return try decodeJPEG(file.contents(after: signature, limit: maximumFileBytes)) }
       throw ImageError("not a PNG or JPEG file")
     } catch let error as ImageError {
-      throw CLPoolError.invalidInput("\(url.relativePath): \(error.message)")
+      throw CLPoolError.invalidInput("\(path): \(error.message)")
     }
   }
 
@@ -99,7 +103,11 @@ public struct RGBImage: Equatable, Sendable {
   }
 
   /// Encodes the image with libpng and writes it through `OutputFile`: whole or not at all.
-  public func writePNG(to url: URL) throws {
+  public func writePNG(to url: URL) throws { try writePNG(toPath: url.relativePath) }
+
+  /// `writePNG(to:)` for a path taken as the kernel takes it, not standardized as a URL's.
+  /// - Parameter path: the file, as given on a command line.
+  public func writePNG(toPath path: String) throws {
     var image = png_image()
     image.version = UInt32(PNG_IMAGE_VERSION)
     image.width = UInt32(width)
@@ -108,13 +116,13 @@ public struct RGBImage: Equatable, Sendable {
     defer { png_image_free(&image) }
     func failure() -> CLPoolError {
       let reason = withUnsafeBytes(of: &image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-      return .invalidInput("\(url.relativePath): libpng could not encode the image (\(reason))")
+      return .invalidInput("\(path): libpng could not encode the image (\(reason))")
     }
     var size: png_alloc_size_t = 0
     // The first call sizes the encoded image, the second fills it.
     guard png_image_write_to_memory(&image, nil, &size, 0, pixels, 0, nil) != 0 else { throw failure() }
     var encoded = [UInt8](repeating: 0, count: Int(size))
     guard png_image_write_to_memory(&image, &encoded, &size, 0, pixels, 0, nil) != 0 else { throw failure() }
-    try OutputFile.write(Data(encoded.prefix(Int(size))), to: url)
+    try OutputFile.write(Data(encoded.prefix(Int(size))), toPath: path)
   }
 }

@@ -137,10 +137,10 @@ int clpool_register_temporary(const char *path);
 void clpool_forget_temporary(int slot);
 
 /* A program's standard descriptors (standard_streams.c). clpool_occupy_standard_descriptors opens
- * /dev/null, read-only, on each of descriptors 0, 1 and 2 that is closed, so that no file the
- * program opens later becomes its stdout or stderr (writes to them still fail, as to a closed
- * one). clpool_flush_standard_output flushes stdout: 0, or the errno of a failed write (EIO where
- * an earlier write failed). */
+ * the root folder on each of descriptors 0, 1 and 2 that is closed, so that no file the program
+ * opens later becomes its stdin, stdout or stderr; reads and writes through them still fail, as
+ * through a closed one, and so does opening /dev/stdout for writing. clpool_flush_standard_output
+ * flushes stdout: 0, or the errno of a failed write (EIO where an earlier write failed). */
 void clpool_occupy_standard_descriptors(void);
 int clpool_flush_standard_output(void);
 

@@ -219,7 +219,8 @@ void dense_in_out_tiled(__global const real *x, __global const real *w,
     }
     for (uint e = linear; e < TILE * TILE_K; e += 256) {
       uint r = e / TILE_K, c = e % TILE_K; /* x tile: row r, column c */
-      x_tile[r][c] = (row0 + r < n_dim && k0 + c < k_dim) ? LOAD((ulong)(row0 + r) * k_dim + k0 + c, x) : (acc_t)0;
+      /* -0 pads k: fma(-0, 0, acc) is acc for every acc, -0 included (a +0 pad would make it +0) */
+      x_tile[r][c] = (row0 + r < n_dim && k0 + c < k_dim) ? LOAD((ulong)(row0 + r) * k_dim + k0 + c, x) : -(acc_t)0;
       uint kr = e / TILE, mc = e % TILE; /* W tile: row kr, column mc (coalesced along M) */
       w_tile[kr][mc] = (k0 + kr < k_dim && col0 + mc < m_dim) ? LOAD((ulong)(k0 + kr) * m_dim + col0 + mc, w) : (acc_t)0;
     }
@@ -239,7 +240,7 @@ void dense_in_out_tiled(__global const real *x, __global const real *w,
     for (uint j = 0; j < 4; ++j) {
       uint col = col0 + tx + 16 * j;
       if (col >= m_dim) continue;
-      acc_t sum = total[i][j] + acc[i][j];
+      acc_t sum = k_dim <= K_BLOCK ? acc[i][j] : total[i][j] + acc[i][j]; /* one block: the chain itself, as dense_tile */
       STORE(activate(sum + (has_bias ? LOAD(col, bias) : (acc_t)0), activation), (ulong)row * m_dim + col, y);
     }
   }

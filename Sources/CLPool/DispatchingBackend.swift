@@ -9,16 +9,20 @@ import CLPoolCPU
 ///   CPU's pooling) runs on the device, whose kernels compute the CPU's fma chains bit for bit
 ///   (in float32 for float16 storage, the CPU's arithmetic); the CPU then applies the activation,
 ///   since exponentials differ between implementations. A smaller product runs on the CPU.
-/// A CPU without fma (the baseline build) adds in other roundings, so there every product runs on
-/// the device (unless the rule is `cpuOnly`). Where a call goes follows the rule, written down from
-/// the call's size, never a timing. `backend(for:)` says where a call goes; the CLI reports that
+/// Two exceptions keep a sample's bits independent of the batch all the same: a CPU without fma
+/// (the baseline build, every host but x86-64) rounds each step of its chains, so there every
+/// product runs on the device and gives the device's bits (unless the rule is `cpuOnly`); and a
+/// device built with another `-DK_BLOCK` folds its chains in other blocks, so there every product
+/// runs on the CPU. A product the device cannot hold (its allocation limit) runs on the CPU too.
+/// Where a call goes follows the rule, written down from the call's size, never a timing. `backend(for:)` says where a call goes; the CLI reports that
 /// backend. Device tensors (`device.upload`) always stay on the device: use `device` for them.
 ///
 /// Thread safety: both backends are thread-safe and the rule is immutable.
 public final class DispatchingBackend: Backend, @unchecked Sendable {
   public let device: OpenCLBackend
   public let cpu: CPUBackend
-  /// The rule in force: the one given, or `deviceOnly` on a CPU without fma.
+  /// The rule in force: the one given; `deviceOnly` on a CPU without fma; `cpuOnly` for a device
+  /// whose products fold in other blocks than the CPU's.
   public let rule: DispatchRule
 
   public var kind: BackendKind { .opencl }
@@ -27,7 +31,13 @@ public final class DispatchingBackend: Backend, @unchecked Sendable {
   public init(device: OpenCLBackend, cpu: CPUBackend, rule: DispatchRule = DispatchRule()) {
     self.device = device
     self.cpu = cpu
-    self.rule = clpool_cpu_isa() == Int32(CLPOOL_ISA_BASELINE) && rule != .cpuOnly ? .deviceOnly : rule
+    if !device.foldsProductsAsTheCPU {
+      self.rule = .cpuOnly
+    } else if clpool_cpu_isa() == Int32(CLPOOL_ISA_BASELINE) && rule != .cpuOnly {
+      self.rule = .deviceOnly
+    } else {
+      self.rule = rule
+    }
   }
 
   /// The CPU backend for pooling and small products; this backend itself for a product it splits
@@ -63,7 +73,11 @@ public final class DispatchingBackend: Backend, @unchecked Sendable {
     guard rule.runsOnDevice(.dense(geometry)) else {
       return try cpu.computeDense(input, weight, bias, type, geometry, activation, into: output)
     }
-    try product(input, weight, bias, type, geometry, activation, into: output)
+    do {
+      try product(input, weight, bias, type, geometry, activation, into: output)
+    } catch CLPoolError.sizeLimit(_) where rule != .deviceOnly {  // more than the device holds: the same bits on the CPU
+      try cpu.computeDense(input, weight, bias, type, geometry, activation, into: output)
+    }
   }
 
   /// The CPU backend's head is its pooling, in the storage type, then its product: so is this one.
@@ -75,11 +89,15 @@ public final class DispatchingBackend: Backend, @unchecked Sendable {
     guard rule.runsOnDevice(.head(pool, geometry)) else {
       return try cpu.computeHead(features, pool, weight, bias, type, geometry, activation, into: output)
     }
-    try HostMemory.check(elements: geometry.rows, geometry.inputs, width: type.byteWidth, what: "pooled features")
-    let pooled = UnsafeMutableRawBufferPointer.allocate(byteCount: geometry.rows * geometry.inputs * type.byteWidth, alignment: 64)
-    defer { pooled.deallocate() }
-    try cpu.computePool(features, type, pool, .average, into: pooled, indices: nil)
-    try product(UnsafeRawBufferPointer(pooled), weight, bias, type, geometry, activation, into: output)
+    do {
+      try HostMemory.check(elements: geometry.rows, geometry.inputs, width: type.byteWidth, what: "pooled features")
+      let pooled = UnsafeMutableRawBufferPointer.allocate(byteCount: geometry.rows * geometry.inputs * type.byteWidth, alignment: 64)
+      defer { pooled.deallocate() }
+      try cpu.computePool(features, type, pool, .average, into: pooled, indices: nil)
+      try product(UnsafeRawBufferPointer(pooled), weight, bias, type, geometry, activation, into: output)
+    } catch CLPoolError.sizeLimit(_) where rule != .deviceOnly {  // as in computeDense
+      try cpu.computeHead(features, pool, weight, bias, type, geometry, activation, into: output)
+    }
   }
 
   public func computePoolBackward(_ gradient: Tensor, indices: [Int64]?, _ geometry: PoolGeometry) throws -> [Float] {
@@ -99,16 +117,20 @@ public final class DispatchingBackend: Backend, @unchecked Sendable {
       try device.computeDense(input, weight, bias, type, geometry, .none, into: output)
       return CPUDense.activate(output.baseAddress!, rows: n, outputs: m, type, activation)
     }
+    let width = arithmetic.byteWidth
+    try HostMemory.check(elements: n, k, width: width, what: "dense input, widened")
+    try HostMemory.check(elements: k, m, width: width, what: "dense weight, widened")
+    try HostMemory.check(elements: n, m, width: width, what: "dense output")
     let x = CPUDense.Buffer(converting: input.baseAddress!, count: n * k, from: type)
     let w = CPUDense.Buffer(converting: weight.baseAddress!, count: k * m, from: type)
     let b = bias.map { CPUDense.Buffer(converting: $0.baseAddress!, count: m, from: type) }
-    let width = arithmetic.byteWidth
-    try HostMemory.check(elements: n, m, width: width, what: "dense output")
     let y = UnsafeMutableRawBufferPointer.allocate(byteCount: n * m * width, alignment: 64)
     defer { y.deallocate() }
-    try device.computeDense(
-      UnsafeRawBufferPointer(start: x.pointer, count: n * k * width), UnsafeRawBufferPointer(start: w.pointer, count: k * m * width),
-      b.map { UnsafeRawBufferPointer(start: $0.pointer, count: m * width) }, arithmetic, geometry, .none, into: y)
+    try withExtendedLifetime((x, w, b)) {
+      try device.computeDense(
+        UnsafeRawBufferPointer(start: x.pointer, count: n * k * width), UnsafeRawBufferPointer(start: w.pointer, count: k * m * width),
+        b.map { UnsafeRawBufferPointer(start: $0.pointer, count: m * width) }, arithmetic, geometry, .none, into: y)
+    }
     CPUDense.activate(y.baseAddress!, rows: n, outputs: m, arithmetic, activation)
     clpool_convert(arithmetic.kernelCode, y.baseAddress, 0, type.kernelCode, output.baseAddress, n * m)
   }

@@ -1,6 +1,6 @@
 /* Temporary files removed when a signal whose default action ends the process does so (SIGINT,
- * SIGTERM, SIGHUP, SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU; not SIGQUIT, whose handler is the
- * Swift runtime's backtracer). A signal handler may
+ * SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU). SIGQUIT replaces the Swift
+ * runtime's backtracer, which prints a backtrace and lets the process run on. A signal handler may
  * make only async-signal-safe calls, so a path is copied into a slot of its own, written once and
  * never reused; the handler unlinks every live slot's path and re-raises the signal with its
  * default action, so the process still ends by it. */
@@ -35,7 +35,7 @@ static void remove_temporaries(int signal_number) {
  * later): a mask is inherited across exec, and a parent that spawned clpool from a thread that
  * blocks them (a test runner, a thread pool) would leave it with a handler that never runs. */
 void clpool_remove_temporaries_on_signals(void) {
-  const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU};
+  const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU};
   struct sigaction action;
   memset(&action, 0, sizeof action);
   action.sa_handler = remove_temporaries;

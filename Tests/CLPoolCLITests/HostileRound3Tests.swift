@@ -65,7 +65,7 @@ import Testing
     }
   }
 
-  /// A signal that ends a process by default (not SIGQUIT, which is the Swift runtime's backtrace)
+  /// A signal that ends a process by default (SIGQUIT aside: it may dump a core into the folder)
   /// while a stream runs: the process ends by that signal, and neither the temporary file nor the
   /// output is left. The input is a FIFO that stops after a few samples, so the run is surely in
   /// progress when the signal comes.

@@ -21,6 +21,8 @@ struct DispatchingBackendTests {
       let large = try DenseGeometry(input: [50, 10], weight: [10, 10], bias: nil, weightLayout: .inOut)
       #expect(routed.backend(for: .pool(elements: 1 << 30)) === cpu && routed.backend(for: .dense(small)) === cpu)
       #expect(CPUInstructions.name.hasPrefix("baseline") || routed.backend(for: .dense(large)) === routed)
+      // On a CPU without fma every product runs on the device: the device's bits, at every size.
+      let expectedProducts: any Backend = clpool_cpu_isa() == Int32(CLPOOL_ISA_BASELINE) ? openCL : cpu
       func check<S: StorageScalar>(_: S.Type) throws {
         var random = SplitMix64(seed: TestBackends.seed ^ 0xD15)
         let name = "\(candidate.name) \(S.self)"
@@ -44,10 +46,36 @@ struct DispatchingBackendTests {
               for bias in [b, nil] {
                 let label = "\(name) \(weightLayout) \(activation) bias \(bias != nil) rows \(rows)"
                 #expect(bits(try routed.dense(pooled, weight: w, bias: bias, weightLayout: weightLayout, activation: activation).scalars)
-                  == bits(try cpu.dense(pooled, weight: w, bias: bias, weightLayout: weightLayout, activation: activation).scalars), "dense \(label)")
+                  == bits(try expectedProducts.dense(pooled, weight: w, bias: bias, weightLayout: weightLayout, activation: activation).scalars), "dense \(label)")
                 #expect(bits(try routed.head(x, layout: .channelsFirst, weight: w, bias: bias, weightLayout: weightLayout, activation: activation).scalars)
-                  == bits(try cpu.head(x, layout: .channelsFirst, weight: w, bias: bias, weightLayout: weightLayout, activation: activation).scalars), "head \(label)")
+                  == bits(try expectedProducts.head(x, layout: .channelsFirst, weight: w, bias: bias, weightLayout: weightLayout, activation: activation).scalars), "head \(label)")
               }
+            }
+          }
+        }
+        // Three K blocks and a part, M past a tile, one row (the device's single-row kernel) and 70;
+        // a chain that underflows to −0 beside a −0 bias (the tiled kernel made it +0); NaN and
+        // ±Inf in W and b.
+        let k = 3 * Int(CLPOOL_K_BLOCK) + 45
+        for rows in [1, 70] {
+          var x = try TestData.uniform([rows, k], in: -1..<1, random: &random)
+          var w = try TestData.uniform([k, 37], in: -0.1..<0.1, random: &random)
+          var b = try TestData.uniform([37], in: -1..<1, random: &random)
+          for i in 0..<k { x.scalars[i] = 1e-30; w.scalars[i * 37] = -1e-30 }
+          b.scalars[0] = -0.0
+          w.scalars[5] = .nan
+          w.scalars[37 * 9 + 2] = .infinity
+          b.scalars[3] = -.infinity
+          let short = try TestData.uniform([rows, 200], in: -1..<1, random: &random)  // one K block
+          var shortW = try TestData.uniform([200, 37], in: -0.1..<0.1, random: &random)
+          var shortX = short
+          for i in 0..<200 { shortX.scalars[i] = 1e-30; shortW.scalars[i * 37] = -1e-30 }
+          for (input, weight) in [(x, w), (shortX, shortW)] {
+            for activation in Activation.allCases {
+              let (xs, ws, bs) = (TypedTensor<S>(converting: input), TypedTensor<S>(converting: weight), TypedTensor<S>(converting: b))
+              #expect(bits(try routed.dense(xs, weight: ws, bias: bs, activation: activation).scalars)
+                == bits(try expectedProducts.dense(xs, weight: ws, bias: bs, activation: activation).scalars),
+                "dense \(name) \(rows)x\(input.shape[1])x37 \(activation) with −0 chains, NaN and ±Inf")
             }
           }
         }
@@ -63,6 +91,24 @@ struct DispatchingBackendTests {
       #expect(try routed.globalAveragePoolBackward(gradient, inputShape: [2, 3, 4, 5], layout: .channelsFirst)
         == (try cpu.globalAveragePoolBackward(gradient, inputShape: [2, 3, 4, 5], layout: .channelsFirst)))
     }
+  }
+
+  /// A device built with another K block folds its chains elsewhere, so `auto` runs every product
+  /// on the CPU; a product the device cannot hold (float16 widened to float32 doubles its bytes)
+  /// runs on the CPU, with the same bits, rather than failing.
+  @Test func productsTheDeviceCannotMatchOrHoldRunOnTheCPU() throws {
+    let device = try #require(try OpenCLDevice.all().first)
+    let cpu = CPUBackend(options: TestBackends.options)
+    let reblocked = try OpenCLBackend(device: device, options: TestBackends.options, buildOptions: "-DK_BLOCK=512")
+    #expect(DispatchingBackend(device: reblocked, cpu: cpu).rule == .cpuOnly)
+    guard clpool_cpu_isa() != Int32(CLPOOL_ISA_BASELINE) else { return }  // there the rule is deviceOnly: no fallback
+    let capped = try OpenCLBackend(device: device, options: TestBackends.options, allocationCap: 3 << 20)
+    let routed = DispatchingBackend(device: capped, cpu: cpu, rule: .init(multiplyAdds: 1))
+    var random = SplitMix64(seed: TestBackends.seed ^ 0xCA9)
+    let x = TypedTensor<Float16>(converting: try TestData.uniform([4, 1024], in: -1..<1, random: &random))
+    let w = TypedTensor<Float16>(converting: try TestData.uniform([1024, 1024], in: -0.1..<0.1, random: &random))  // 4 MiB widened
+    #expect(try routed.dense(x, weight: w, activation: .softmax).scalars.map(\.bitPattern)
+      == (try cpu.dense(x, weight: w, activation: .softmax).scalars.map(\.bitPattern)))
   }
 
   /// The CPU's product and the OpenCL kernels compute the same fma chains in the same K blocks

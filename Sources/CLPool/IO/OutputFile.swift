@@ -96,9 +96,8 @@ public final class OutputFile {
     signalCleanup.forget()
   }
 
-  /// From now on a signal that ends the process by default (SIGINT, SIGTERM, SIGHUP, SIGPIPE,
-  /// SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU; where not ignored; not SIGQUIT, the Swift runtime's
-  /// backtrace) removes every output file's
+  /// From now on a signal that ends the process by default (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+  /// SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU; where not ignored) removes every output file's
   /// temporary file before it ends the process. For programs, such as clpool's command line; a
   /// library leaves the handling of signals to the program it is part of.
   public static func removeTemporariesOnSignals() { clpool_remove_temporaries_on_signals() }

@@ -9,6 +9,12 @@ public enum BuildOptions {
   /// `-cl-opt-disable`.
   public static let accepted = ["-DBLOCK=<n>", "-DK_BLOCK=<n>", "-cl-opt-disable"]
 
+  /// The K block the options give the dense kernels (the last `-DK_BLOCK=n`), or nil for the
+  /// default, the CPU's `CLPOOL_K_BLOCK`.
+  static func productBlock(in options: String) -> Int? {
+    options.split(whereSeparator: \.isWhitespace).last { $0.hasPrefix("-DK_BLOCK=") }.flatMap { Int($0.dropFirst("-DK_BLOCK=".count)) }
+  }
+
   /// - Throws: `CLPoolError.invalidConfiguration` naming the first option not accepted.
   public static func validate(_ options: String, source: String = "build options") throws {
     for option in options.split(whereSeparator: \.isWhitespace) {

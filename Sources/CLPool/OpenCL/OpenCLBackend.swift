@@ -1,3 +1,4 @@
+import CLPoolCPU
 import COpenCL
 import Foundation
 
@@ -49,6 +50,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   let workGroupSize: Int
   private let cache: ProgramCache
   private let buildOptions: String
+  /// True when the dense kernels fold k in the CPU's blocks (no other `-DK_BLOCK`), so that their
+  /// fma chains are the CPU product's, bit for bit.
+  var foldsProductsAsTheCPU: Bool { (BuildOptions.productBlock(in: buildOptions) ?? Int(CLPOOL_K_BLOCK)) == Int(CLPOOL_K_BLOCK) }
   /// Serialises calls; guards `programs` and `reusable`.
   private let lock = NSLock()
   /// The program per storage type (Kernels/storage.h), the kernel family it runs, and whether

@@ -14,8 +14,9 @@ import CLPoolCPU
 /// product runs on the device and gives the device's bits (unless the rule is `cpuOnly`); and a
 /// device built with another `-DK_BLOCK` folds its chains in other blocks, so there every product
 /// runs on the CPU. A product the device cannot hold (its allocation limit) runs on the CPU too.
-/// Where a call goes follows the rule, written down from the call's size, never a timing. `backend(for:)` says where a call goes; the CLI reports that
-/// backend. Device tensors (`device.upload`) always stay on the device: use `device` for them.
+/// Where a call goes follows the rule, written down from the call's size, never a timing.
+/// `backend(for:)` says where a call goes; the CLI reports that backend. Device tensors
+/// (`device.upload`) always stay on the device: use `device` for them.
 ///
 /// Thread safety: both backends are thread-safe and the rule is immutable.
 public final class DispatchingBackend: Backend, @unchecked Sendable {

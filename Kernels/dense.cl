@@ -59,11 +59,6 @@
 #define ACTIVATION_RELU 1
 #define ACTIVATION_SIGMOID 2
 
-/* Every NaN an output can be is one NaN, the quiet NaN of no payload: where two NaNs meet in a
- * sum, which one an instruction keeps depends on its operand order, which differs between kernels
- * and tiles, so a NaN's payload would depend on the batch (SPEC: batch invariance). */
-inline acc_t canonical_nan(acc_t v) { return isnan(v) ? ACC_NAN : v; }
-
 /* relu keeps NaN (NaN < 0 is false), as frameworks do. */
 inline acc_t activate(acc_t v, int activation) {
   if (activation == ACTIVATION_RELU) v = v < 0 ? (acc_t)0 : v;

@@ -62,14 +62,19 @@ typedef float real;
 #endif
 #endif
 
+/* Every NaN an output can be is one NaN, the quiet NaN of no payload: where two NaNs meet in a
+ * sum, which one an instruction keeps depends on its operand order, which differs between kernels
+ * and tiles, so a NaN's payload would depend on the batch (SPEC: batch invariance). */
+inline acc_t canonical_nan(acc_t v) { return isnan(v) ? ACC_NAN : v; }
+
 inline void store_result(acc_t v, size_t i, __global real *p) {
 #if defined(STORAGE_HALF)
   if (isnan(v))
     ((__global ushort *)p)[i] = (ushort)0x7E00;
   else
-    vstore_half_rte(v, i, p);
+    STORE(v, i, p);
 #else
-  p[i] = (real)(isnan(v) ? ACC_NAN : v);
+  STORE(canonical_nan(v), i, p);
 #endif
 }
 

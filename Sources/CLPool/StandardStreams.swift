@@ -7,14 +7,21 @@ import CLPoolCPU
 /// Writes `text` to stderr as far as stderr takes it. A closed, full or size-limited stderr loses
 /// the text but never ends the process, which `FileHandle.standardError.write` would (it traps).
 package func writeToStandardError(_ text: String) {
-  let bytes = Array(text.utf8)
+  _ = Array(text.utf8).withUnsafeBytes { writeAll(STDERR_FILENO, $0) }
+}
+
+/// Writes all of `bytes` to `descriptor` in order, again where a signal interrupted a write: 0, or
+/// the errno of the write that failed (EIO for one that wrote nothing).
+func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
   var offset = 0
   while offset < bytes.count {
-    let written = bytes[offset...].withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
     if written < 0 && errno == EINTR { continue }
-    guard written > 0 else { return }
+    if written < 0 { return errno }
+    guard written > 0 else { return EIO }
     offset += written
   }
+  return 0
 }
 
 /// A program's stdin, stdout and stderr (standard_streams.c), for clpool's command line.

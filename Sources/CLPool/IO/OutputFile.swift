@@ -127,16 +127,8 @@ public final class OutputFile {
 
   /// Appends `bytes`.
   public func write(_ bytes: UnsafeRawBufferPointer) throws {
-    var offset = 0
-    while offset < bytes.count {
-      let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-      if written < 0 {
-        if errno == EINTR { continue }
-        throw Self.failure(path, errno)
-      }
-      guard written > 0 else { throw Self.failure(path, EIO) }
-      offset += written
-    }
+    let code = writeAll(descriptor, bytes)
+    guard code == 0 else { throw Self.failure(path, code) }
   }
 
   public func write(_ data: Data) throws {
